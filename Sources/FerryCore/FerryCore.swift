@@ -1,0 +1,2 @@
+// The pipeline lands with the pipeline issue.
+import PostgresWire

@@ -1,0 +1,2 @@
+// The pgoutput decoder lands with the replication protocol issue.
+import PostgresWire

@@ -1,0 +1,2 @@
+// The replication client lands with the replication protocol issue.
+import PostgresWire
