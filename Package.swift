@@ -110,6 +110,17 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "PostgresReplicationTests",
+            dependencies: [
+                "PostgresReplication",
+                "PGOutput",
+                "PostgresWire",
+                "FerryTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "FerryTestSupportTests",
             dependencies: [
                 "FerryTestSupport",

@@ -112,3 +112,24 @@ func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T)
         }
     }
 }
+
+extension TestDatabase {
+    /// Runs a SQL script with `psql` over the server's Unix socket as the superuser, as one
+    /// simple-protocol query (several statements, explicit BEGIN/COMMIT, PREPARE TRANSACTION
+    /// all work); stops at the first error. Returns what psql printed (unaligned, tuples only).
+    @discardableResult
+    public func psql(_ sql: String) async throws -> String {
+        let server = self.server, name = self.name
+        return try await offCooperativePool {
+            let result = try Subprocess.run(server.installation.path("psql"), [
+                "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                "-h", server.socketDirectory, "-p", "\(server.port)", "-U", server.superuser, "-d", name,
+                "-c", sql,
+            ], check: false)
+            guard result.status == 0 else {
+                throw HarnessError("psql failed (status \(result.status)) running:\n\(sql)\n\(result.output)")
+            }
+            return result.output.trimmingCharacters(in: .newlines)
+        }
+    }
+}

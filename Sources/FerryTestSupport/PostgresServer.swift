@@ -19,6 +19,9 @@ public enum PostgresServerVariant: String, Sendable, CaseIterable, Hashable {
     /// certificate is issued for `localhost`, `127.0.0.1` and `::1` by a CA made at start, so
     /// clients can verify with `sslmode=verify-full` and `sslrootcert=<caCertificatePath>`.
     case tlsSCRAM = "tls-scram"
+    /// `trust`, but with `wal_level = replica`: a server that cannot do logical decoding, for
+    /// testing how that is reported.
+    case walLevelReplica = "wal-level-replica"
 }
 
 /// A throwaway PostgreSQL server on loopback, configured for logical replication tests.
@@ -85,7 +88,7 @@ public final class PostgresServer: Sendable {
         switch variant {
         case .tlsSCRAM:
             url += "?sslmode=verify-full&sslrootcert=\(caCertificatePath ?? "")"
-        case .trust, .scram, .md5:
+        case .trust, .scram, .md5, .walLevelReplica:
             url += "?sslmode=disable"
         }
         return url
@@ -199,11 +202,12 @@ public final class PostgresServer: Sendable {
         ], asServerUser: true, workingDirectory: base)
 
         var lines = settings.map { "\($0.0) = '\($0.1)'" }
+        if variant == .walLevelReplica { lines.append("wal_level = 'replica'") }
         lines.append("listen_addresses = '127.0.0.1'")
         lines.append("unix_socket_directories = '\(socket)'")
         switch variant {
         case .md5: lines.append("password_encryption = 'md5'")
-        case .trust, .scram, .tlsSCRAM: lines.append("password_encryption = 'scram-sha-256'")
+        case .trust, .scram, .tlsSCRAM, .walLevelReplica: lines.append("password_encryption = 'scram-sha-256'")
         }
         if variant == .tlsSCRAM {
             lines += ["ssl = on", "ssl_cert_file = '\(base)/tls/server.crt'", "ssl_key_file = '\(base)/tls/server.key'",
@@ -246,7 +250,7 @@ public final class PostgresServer: Sendable {
         var rules = ["# TYPE  DATABASE  USER  ADDRESS  METHOD", "local all all trust", "local replication all trust"]
         let method: String
         switch variant {
-        case .trust: method = "trust"
+        case .trust, .walLevelReplica: method = "trust"
         case .scram, .tlsSCRAM: method = "scram-sha-256"
         case .md5: method = "md5"
         }

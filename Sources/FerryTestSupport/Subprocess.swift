@@ -7,7 +7,7 @@ import Glibc
 ///
 /// Output goes to a temporary file rather than a pipe so that a daemon started by the
 /// program (as `pg_ctl start` does) cannot keep the caller waiting on an open pipe.
-struct Subprocess {
+public struct Subprocess {
     struct Failure: Error, CustomStringConvertible {
         let command: String
         let status: Int32
@@ -128,7 +128,7 @@ struct Subprocess {
     }
 
     /// A TCP port on loopback that was free a moment ago.
-    static func freeLoopbackPort() throws -> Int {
+    public static func freeLoopbackPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw HarnessError("could not open a socket to find a free port (errno \(errno))") }
         defer { close(fd) }

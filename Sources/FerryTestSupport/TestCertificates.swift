@@ -2,9 +2,9 @@ import Foundation
 
 /// A certificate authority and a server certificate for `localhost`, made with the
 /// `openssl` command line at server start, so clients can verify with `verify-full`.
-enum TestCertificates {
+public enum TestCertificates {
     /// Writes ca.crt, ca.key, server.crt and server.key into `directory`; returns ca.crt's path.
-    static func make(in directory: String) throws -> String {
+    public static func make(in directory: String) throws -> String {
         let fm = FileManager.default
         try fm.createDirectory(atPath: directory, withIntermediateDirectories: true)
         guard let openssl = ["/usr/bin/openssl", "/usr/local/bin/openssl"].first(where: fm.isExecutableFile(atPath:)) else {

@@ -1,0 +1,133 @@
+import NIOCore
+import PostgresWire
+
+/// The result of one statement of a simple query: its columns, rows as text, and tag.
+public struct QueryResult: Sendable {
+    public var fields: [RowDescription.Field]
+    public var rows: [[String?]]
+    public var commandTag: String
+
+    public init(fields: [RowDescription.Field] = [], rows: [[String?]] = [], commandTag: String = "") {
+        self.fields = fields
+        self.rows = rows
+        self.commandTag = commandTag
+    }
+
+    /// The value of column `name` in row `row`.
+    public func value(_ name: String, row: Int = 0) -> String? {
+        guard row < rows.count, let index = fields.firstIndex(where: { $0.name == name }), index < rows[row].count else { return nil }
+        return rows[row][index]
+    }
+}
+
+extension PGConnection {
+    /// Runs SQL with the simple query protocol (the only one a walsender accepts) and returns
+    /// one result per statement, values as text. A server error is thrown after the server is
+    /// ready again, so the connection stays usable.
+    @discardableResult
+    public func simpleQuery(_ sql: String) async throws -> [QueryResult] {
+        try ensureUsable()
+        try await send(.query(sql))
+        var results: [QueryResult] = []
+        var current = QueryResult()
+        var failure: PGConnectionError?
+        while true {
+            let message = try await next()
+            switch message {
+            case .rowDescription(let fields):
+                current.fields = fields
+            case .dataRow(let row):
+                current.rows.append(row.columns.map { $0.map { String(buffer: $0) } })
+            case .commandComplete(let tag):
+                current.commandTag = tag
+                results.append(current)
+                current = QueryResult()
+            case .emptyQueryResponse:
+                results.append(current)
+                current = QueryResult()
+            case .errorResponse(let fields):
+                failure = serverError(fields)
+            case .noticeResponse(let fields):
+                logNotice(fields)
+            case .parameterStatus(let name, let value):
+                parameters[name] = value
+            case .copyInResponse:
+                try await send(.copyFail(message: "Ferry's simpleQuery does not send COPY data; use copyOut for COPY TO"))
+            case .copyOutResponse:
+                failure = failure ?? PGConnectionError(.server, "simpleQuery received COPY data; use copyOut(_:) for COPY … TO STDOUT")
+            case .copyData, .copyDone:
+                continue
+            case .copyBothResponse:
+                throw unexpected(message, during: "a simple query (use startReplication for START_REPLICATION)")
+            case .readyForQuery:
+                if let failure { throw failure }
+                return results
+            default:
+                throw unexpected(message, during: "a simple query")
+            }
+        }
+    }
+
+    /// Rows of the last statement of `sql`, values as text.
+    public func query(_ sql: String) async throws -> [[String?]] {
+        try await simpleQuery(sql).last?.rows ?? []
+    }
+
+    /// Runs `COPY … TO STDOUT` and hands each CopyData chunk to `body` as it arrives. The next
+    /// chunk is not taken before `body` returns, and the socket is not read further while the
+    /// receive buffer is full: memory stays bounded however large the table.
+    ///
+    /// Returns the command tag (`COPY n`). If `body` throws, the connection is closed (COPY
+    /// cannot be abandoned half-way on the same connection) and the error is rethrown.
+    @discardableResult
+    public func copyOut(_ sql: String, _ body: (ByteBuffer) async throws -> Void) async throws -> String {
+        try ensureUsable()
+        try await send(.query(sql))
+        var tag = ""
+        var failure: PGConnectionError?
+        var sawCopy = false
+        while true {
+            let message = try await next()
+            switch message {
+            case .copyOutResponse:
+                sawCopy = true
+            case .copyData(let chunk):
+                do {
+                    try await body(chunk)
+                } catch {
+                    await close()
+                    throw error
+                }
+            case .copyDone:
+                continue
+            case .commandComplete(let commandTag):
+                tag = commandTag
+            case .rowDescription, .dataRow, .emptyQueryResponse:
+                continue
+            case .errorResponse(let fields):
+                failure = serverError(fields)
+            case .noticeResponse(let fields):
+                logNotice(fields)
+            case .parameterStatus(let name, let value):
+                parameters[name] = value
+            case .copyInResponse:
+                try await send(.copyFail(message: "copyOut only reads"))
+            case .readyForQuery:
+                if let failure { throw failure }
+                guard sawCopy else {
+                    throw PGConnectionError(.server, "copyOut expects a COPY … TO STDOUT statement; the server ran `\(tag)`")
+                }
+                return tag
+            default:
+                throw unexpected(message, during: "COPY TO STDOUT")
+            }
+        }
+    }
+
+    func ensureUsable() throws {
+        if isBroken {
+            throw PGConnectionError(.connectionClosed, "the connection to \(endpoint) is no longer usable after an earlier failure",
+                                    fix: "open a new connection")
+        }
+    }
+}

@@ -1,2 +1,0 @@
-// The replication client lands with the replication protocol issue.
-import PostgresWire

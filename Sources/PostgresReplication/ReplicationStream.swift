@@ -1,0 +1,190 @@
+import NIOCore
+import PGOutput
+import PostgresWire
+
+/// One decoded pgoutput message with the WAL positions of the XLogData that carried it.
+public struct WALMessage: Sendable, Equatable {
+    /// Where the message's WAL record starts.
+    public var walStart: LSN
+    /// The server's WAL end when it sent the message.
+    public var walEnd: LSN
+    /// When the server sent it.
+    public var sendTime: PostgresTimestamp
+    public var message: PGOutputMessage
+}
+
+/// The messages of a logical replication slot, decoded, in server order.
+///
+/// Backpressure is in bytes: the connection stops reading the socket while more than its
+/// receive buffer limit waits for the consumer. Independently of the consumer, the event
+/// loop sends standby status updates every `statusInterval` and at once when a keepalive asks
+/// for one.
+///
+/// Report durable progress with ``confirmFlushed(_:)`` (or through ``feedback`` from another
+/// task): confirm a transaction's `Commit.endLSN` (or `StreamCommit.endLSN`, `Prepare.endLSN`,
+/// …) once it is durable. While nothing is in flight — no transaction open, every delivered
+/// transaction confirmed — the stream confirms the position of each keepalive, so an idle
+/// slot keeps advancing even while other databases or unpublished tables write WAL.
+///
+/// ``stop()`` sends a final status update and CopyDone, then hands the connection back.
+public final class ReplicationStream: AsyncSequence {
+    public typealias Element = WALMessage
+
+    public let connection: PGConnection
+    public let feedback: ReplicationFeedback
+    public let protocolVersion: Int
+    private var decoder: PGOutputDecoder
+    private var batch = CircularBuffer<BackendMessage>()
+    private var finished = false
+
+    // What has been delivered and not yet confirmed.
+    private var inTransaction = false
+    private var openStreamedTransactions: Set<UInt32> = []
+    private var lastDeliveredEnd = LSN.invalid
+
+    init(connection: PGConnection, feedback: ReplicationFeedback, protocolVersion: Int, parallelStreaming: Bool) {
+        self.connection = connection
+        self.feedback = feedback
+        self.protocolVersion = protocolVersion
+        self.decoder = PGOutputDecoder(protocolVersion: protocolVersion, parallelStreaming: parallelStreaming)
+    }
+
+    /// Confirms that everything up to `lsn` is durable; the next status update reports it.
+    public func confirmFlushed(_ lsn: LSN) { feedback.confirmFlushed(lsn) }
+
+    /// The next message, or nil once the server ended the stream (or after `stop()`).
+    public func next() async throws -> WALMessage? {
+        while !finished {
+            if batch.isEmpty {
+                guard let more = try await connection.nextBatch() else {
+                    finished = true
+                    throw PGConnectionError(.connectionClosed, "the replication connection to \(connection.endpoint) closed")
+                }
+                batch = more
+                continue
+            }
+            let message = batch.removeFirst()
+            switch message {
+            case .copyData(let payload):
+                if let decoded = try decodeFrame(payload) { return decoded }
+            case .copyDone:
+                // The server ended the stream (e.g. it is shutting down): finish the protocol.
+                try await connection.send(.copyDone)
+                try await drainUntilReady()
+                return nil
+            case .errorResponse(let fields):
+                finished = true
+                throw connection.serverError(fields)
+            case .noticeResponse(let fields):
+                connection.logNotice(fields)
+            case .parameterStatus:
+                continue
+            default:
+                finished = true
+                throw connection.unexpected(message, during: "replication")
+            }
+        }
+        return nil
+    }
+
+    private func decodeFrame(_ payload: ByteBuffer) throws -> WALMessage? {
+        let frame: PostgresWire.ReplicationMessage
+        do {
+            frame = try PostgresWire.ReplicationMessage.decode(payload)
+        } catch {
+            finished = true
+            throw PGConnectionError(.protocolViolation, "malformed replication frame: \(error)", underlying: error)
+        }
+        switch frame {
+        case .xLogData(let data):
+            var body = data.data
+            let message: PGOutputMessage
+            do {
+                message = try decoder.decode(&body)
+            } catch {
+                finished = true
+                throw PGConnectionError(.protocolViolation, "malformed pgoutput message at \(data.walStart): \(error)",
+                                        fix: "report this with the bytes shown; the slot position was not advanced past it",
+                                        underlying: error)
+            }
+            track(message)
+            return WALMessage(walStart: data.walStart, walEnd: data.walEnd, sendTime: data.sendTime, message: message)
+        case .primaryKeepalive(let keepalive):
+            // Nothing in flight: every delivered transaction is confirmed and none is open.
+            if !inTransaction && openStreamedTransactions.isEmpty && feedback.flushed >= lastDeliveredEnd {
+                feedback.confirmFlushed(keepalive.walEnd)
+            }
+            return nil
+        }
+    }
+
+    private func track(_ message: PGOutputMessage) {
+        switch message {
+        case .begin, .beginPrepare:
+            inTransaction = true
+        case .commit(let commit):
+            inTransaction = false
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, commit.endLSN)
+        case .prepare(let prepare):
+            inTransaction = false
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, prepare.endLSN)
+        case .streamStart(let start):
+            openStreamedTransactions.insert(start.xid)
+        case .streamCommit(let commit):
+            openStreamedTransactions.remove(commit.xid)
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, commit.endLSN)
+        case .streamAbort(let abort):
+            if abort.isTopLevel { openStreamedTransactions.remove(abort.xid) }
+        case .streamPrepare(let prepare):
+            openStreamedTransactions.remove(prepare.xid)
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, prepare.endLSN)
+        case .commitPrepared(let commit):
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, commit.endLSN)
+        case .rollbackPrepared(let rollback):
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, rollback.rollbackEndLSN)
+        case .message(let logical) where !logical.isTransactional:
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, logical.lsn)
+        default:
+            break
+        }
+    }
+
+    /// Ends streaming cleanly: a final status update with the confirmed position, CopyDone,
+    /// and the server's answer. The connection can then run other commands.
+    public func stop() async throws {
+        guard !finished else { return }
+        finished = true
+        let handler = connection.handler
+        try await connection.channel.eventLoop.submit {
+            guard let context = handler.value.context else { return }
+            handler.value.stopReplicationFeedback(sendFinal: true, context: context)
+        }.get()
+        try await connection.send(.copyDone)
+        try await drainUntilReady()
+    }
+
+    /// After CopyDone: skip the data still in flight until the server's CopyDone,
+    /// CommandComplete and ReadyForQuery.
+    private func drainUntilReady() async throws {
+        finished = true
+        while true {
+            let message: BackendMessage
+            if let buffered = batch.popFirst() { message = buffered } else { message = try await connection.next() }
+            switch message {
+            case .readyForQuery:
+                return
+            case .errorResponse(let fields):
+                throw connection.serverError(fields)
+            default:
+                continue
+            }
+        }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let stream: ReplicationStream
+        public mutating func next() async throws -> WALMessage? { try await stream.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
+}
