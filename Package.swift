@@ -70,6 +70,9 @@ let package = Package(
             name: "FerryCLI",
             dependencies: [
                 "FerryCore",
+                "PostgresReplication",
+                "PostgresWire",
+                "PGOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -121,6 +124,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "FerryCoreTests",
+            dependencies: [
+                "FerryCore",
+                "FerryTestSupport",
+                "PostgresReplication",
+                "PostgresWire",
+                "PGOutput",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "FerryTestSupportTests",
             dependencies: [
                 "FerryTestSupport",
@@ -131,7 +146,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryCLITests",
-            dependencies: ["FerryCLI"],
+            dependencies: ["FerryCLI", "FerryTestSupport", "PostgresWire"],
             swiftSettings: strict
         ),
     ],

@@ -16,6 +16,7 @@ final class InboundBuffer<Element: Sendable>: Sendable {
         var readingPaused = false
         var terminal: Result<Void, any Error>?
         var waiter: CheckedContinuation<Void, Never>?
+        var interrupted = false
     }
 
     private enum Step { case batch(CircularBuffer<Element>, resume: Bool), done(Result<Void, any Error>), wait }
@@ -91,6 +92,10 @@ final class InboundBuffer<Element: Sendable>: Sendable {
                     return .batch(batch, resume: resume)
                 }
                 if let terminal = state.terminal { return .done(terminal) }
+                if state.interrupted {
+                    state.interrupted = false
+                    return .batch(CircularBuffer(), resume: false)
+                }
                 return .wait
             }
             switch step {
@@ -105,7 +110,7 @@ final class InboundBuffer<Element: Sendable>: Sendable {
                 await withTaskCancellationHandler {
                     await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                         let resumeNow = state.withLock { state -> Bool in
-                            if !state.elements.isEmpty || state.terminal != nil || Task.isCancelled { return true }
+                            if !state.elements.isEmpty || state.terminal != nil || state.interrupted || Task.isCancelled { return true }
                             state.waiter = continuation
                             return false
                         }
@@ -120,6 +125,17 @@ final class InboundBuffer<Element: Sendable>: Sendable {
                 }
             }
         }
+    }
+
+    /// Wakes a waiting consumer: its `takeAll` returns an empty batch (once).
+    func interrupt() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.interrupted = true
+            let waiter = state.waiter
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
     }
 
     /// The error the producer finished with, if it did.

@@ -28,6 +28,7 @@ final class PGChannelHandler: ChannelDuplexHandler {
     private var replication: ReplicationFeedback?
     private var statusTimer: RepeatedTask?
     private var failed = false
+    private var receivedInRead: UInt64 = 0
 
     init(inbound: InboundBuffer<BackendMessage>, decoder: BackendMessageDecoder = BackendMessageDecoder()) {
         self.inbound = inbound
@@ -125,6 +126,10 @@ final class PGChannelHandler: ChannelDuplexHandler {
     }
 
     private func flushPending() {
+        if receivedInRead != 0, let replication {
+            replication.received(LSN(receivedInRead))
+            receivedInRead = 0
+        }
         guard !pending.isEmpty else { return }
         inbound.append(contentsOf: pending, bytes: pendingBytes)
         pending.removeAll(keepingCapacity: true)
@@ -136,8 +141,9 @@ final class PGChannelHandler: ChannelDuplexHandler {
         guard let tag = payload.getInteger(at: payload.readerIndex, as: UInt8.self) else { return }
         switch tag {
         case UInt8(ascii: "w"):
-            if let walStart = payload.getInteger(at: payload.readerIndex + 1, as: UInt64.self) {
-                feedback.received(LSN(walStart))
+            // Recorded once per read (in flushPending), not per message.
+            if let walStart = payload.getInteger(at: payload.readerIndex + 1, as: UInt64.self), walStart > receivedInRead {
+                receivedInRead = walStart
             }
         case UInt8(ascii: "k"):
             guard payload.readableBytes >= 18,

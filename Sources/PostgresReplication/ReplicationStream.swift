@@ -1,6 +1,7 @@
 import NIOCore
 import PGOutput
 import PostgresWire
+import Synchronization
 
 /// One decoded pgoutput message with the WAL positions of the XLogData that carried it.
 public struct WALMessage: Sendable, Equatable {
@@ -27,6 +28,23 @@ public struct WALMessage: Sendable, Equatable {
 /// slot keeps advancing even while other databases or unpublished tables write WAL.
 ///
 /// ``stop()`` sends a final status update and CopyDone, then hands the connection back.
+extension PGOutputMessage {
+    /// The LSN a consumer confirms once this message's unit is durable: the end of a
+    /// transaction (Commit, Stream Commit, Prepare, Stream Prepare, Commit/Rollback Prepared)
+    /// or the position of a non-transactional logical message. Nil for every other message.
+    public var unitEndLSN: LSN? {
+        switch self {
+        case .commit(let commit): commit.endLSN
+        case .streamCommit(let commit): commit.endLSN
+        case .prepare(let prepare), .streamPrepare(let prepare): prepare.endLSN
+        case .commitPrepared(let commit): commit.endLSN
+        case .rollbackPrepared(let rollback): rollback.rollbackEndLSN
+        case .message(let message) where !message.isTransactional: message.lsn
+        default: nil
+        }
+    }
+}
+
 public final class ReplicationStream: AsyncSequence {
     public typealias Element = WALMessage
 
@@ -42,7 +60,18 @@ public final class ReplicationStream: AsyncSequence {
     private var openStreamedTransactions: Set<UInt32> = []
     private var lastDeliveredEnd = LSN.invalid
 
+    /// Where to stop: after the unit (transaction, prepared transaction, standalone message)
+    /// ending at or past it, or at a keepalive past it while nothing is in flight, `next()`
+    /// returns nil. Like `pg_recvlogical --endpos`.
+    public var endPosition: LSN?
+    private var reachedEnd = false
+
+    /// Ends `next()` from any task or a signal handler: it returns nil as soon as it can.
+    /// Then call ``stop()`` to end the protocol cleanly.
+    public let stopper: ReplicationStopper
+
     init(connection: PGConnection, feedback: ReplicationFeedback, protocolVersion: Int, parallelStreaming: Bool) {
+        self.stopper = ReplicationStopper(inbound: connection.inbound)
         self.connection = connection
         self.feedback = feedback
         self.protocolVersion = protocolVersion
@@ -54,7 +83,7 @@ public final class ReplicationStream: AsyncSequence {
 
     /// The next message, or nil once the server ended the stream (or after `stop()`).
     public func next() async throws -> WALMessage? {
-        while !finished {
+        while !finished && !reachedEnd && !stopper.isRequested {
             if batch.isEmpty {
                 guard let more = try await connection.nextBatch() else {
                     finished = true
@@ -113,6 +142,7 @@ public final class ReplicationStream: AsyncSequence {
             // Nothing in flight: every delivered transaction is confirmed and none is open.
             if !inTransaction && openStreamedTransactions.isEmpty && feedback.flushed >= lastDeliveredEnd {
                 feedback.confirmFlushed(keepalive.walEnd)
+                if let endPosition, keepalive.walEnd >= endPosition { reachedEnd = true }
             }
             return nil
         }
@@ -122,30 +152,22 @@ public final class ReplicationStream: AsyncSequence {
         switch message {
         case .begin, .beginPrepare:
             inTransaction = true
-        case .commit(let commit):
+        case .commit, .prepare:
             inTransaction = false
-            lastDeliveredEnd = Swift.max(lastDeliveredEnd, commit.endLSN)
-        case .prepare(let prepare):
-            inTransaction = false
-            lastDeliveredEnd = Swift.max(lastDeliveredEnd, prepare.endLSN)
         case .streamStart(let start):
             openStreamedTransactions.insert(start.xid)
         case .streamCommit(let commit):
             openStreamedTransactions.remove(commit.xid)
-            lastDeliveredEnd = Swift.max(lastDeliveredEnd, commit.endLSN)
         case .streamAbort(let abort):
             if abort.isTopLevel { openStreamedTransactions.remove(abort.xid) }
         case .streamPrepare(let prepare):
             openStreamedTransactions.remove(prepare.xid)
-            lastDeliveredEnd = Swift.max(lastDeliveredEnd, prepare.endLSN)
-        case .commitPrepared(let commit):
-            lastDeliveredEnd = Swift.max(lastDeliveredEnd, commit.endLSN)
-        case .rollbackPrepared(let rollback):
-            lastDeliveredEnd = Swift.max(lastDeliveredEnd, rollback.rollbackEndLSN)
-        case .message(let logical) where !logical.isTransactional:
-            lastDeliveredEnd = Swift.max(lastDeliveredEnd, logical.lsn)
         default:
             break
+        }
+        if let end = message.unitEndLSN {
+            lastDeliveredEnd = Swift.max(lastDeliveredEnd, end)
+            if let endPosition, end >= endPosition { reachedEnd = true }
         }
     }
 
@@ -187,4 +209,19 @@ public final class ReplicationStream: AsyncSequence {
     }
 
     public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(stream: self) }
+}
+
+/// Asks a replication stream to stop from anywhere (another task, a signal handler).
+public final class ReplicationStopper: Sendable {
+    private let requested = Atomic<Bool>(false)
+    private let inbound: InboundBuffer<BackendMessage>
+
+    init(inbound: InboundBuffer<BackendMessage>) { self.inbound = inbound }
+
+    public func requestStop() {
+        requested.store(true, ordering: .releasing)
+        inbound.interrupt()
+    }
+
+    public var isRequested: Bool { requested.load(ordering: .acquiring) }
 }

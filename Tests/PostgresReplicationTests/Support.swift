@@ -37,17 +37,6 @@ func withSource<T: Sendable>(_ variant: PostgresServerVariant = .trust, _ body: 
     try await withTestDatabase(variant, prefix: "repl") { try await body(Source(database: $0)) }
 }
 
-extension PGOutputMessage {
-    /// Whether this message ends a unit a consumer would confirm.
-    var endsUnit: Bool {
-        switch self {
-        case .commit, .streamCommit, .prepare, .streamPrepare, .commitPrepared, .rollbackPrepared: return true
-        case .message(let message): return !message.isTransactional
-        default: return false
-        }
-    }
-}
-
 /// Reads messages until `units` transactions (or standalone messages) have ended, confirming
 /// each. Closes the connection if that takes longer than `timeout`, so a hang fails the test.
 func collect(_ stream: ReplicationStream, units: Int, timeout: Duration = .seconds(30)) async throws -> [PGOutputMessage] {
@@ -61,9 +50,9 @@ func collect(_ stream: ReplicationStream, units: Int, timeout: Duration = .secon
     var ended = 0
     while ended < units, let next = try await stream.next() {
         messages.append(next.message)
-        if next.message.endsUnit {
+        if let end = next.message.unitEndLSN {
             ended += 1
-            stream.confirmFlushed(next.walEnd)
+            stream.confirmFlushed(end)
         }
     }
     return messages

@@ -1,0 +1,2 @@
+// Replaced by the typed-value tests of the pipeline issue.
+import Testing
