@@ -1,2 +1,0 @@
-// The pipeline lands with the pipeline issue.
-import PostgresWire

@@ -1,2 +1,0 @@
-// Replaced by the typed-value tests of the pipeline issue.
-import Testing
