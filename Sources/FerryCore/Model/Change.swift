@@ -1,0 +1,65 @@
+import PostgresWire
+
+/// One row's values, in the order of its table's columns.
+///
+/// A column may hold `.unchangedToast`: the value was not sent because it did not change. It
+/// is never NULL; a destination keeps the value it has.
+public typealias Row = [Value]
+
+/// A change to a published table, typed by column type.
+public enum Change: Sendable {
+    case insert(table: TableSchema, row: Row)
+    /// `old` is the previous row when the server sent one: only the key columns (the others
+    /// `.null` meaning "not sent") when the key changed under DEFAULT/INDEX identity
+    /// (`oldIsKeyOnly`), or the whole row under FULL identity. Nil when the key did not change.
+    case update(table: TableSchema, old: Row?, oldIsKeyOnly: Bool, row: Row)
+    /// `old` holds the key columns (others `.null`, "not sent") or the whole row under FULL.
+    case delete(table: TableSchema, old: Row, oldIsKeyOnly: Bool)
+    case truncate(tables: [TableSchema], cascade: Bool, restartIdentity: Bool)
+
+    public var tables: [TableSchema] {
+        switch self {
+        case .insert(let table, _), .update(let table, _, _, _), .delete(let table, _, _): [table]
+        case .truncate(let tables, _, _): tables
+        }
+    }
+}
+
+/// A committed (or committing) source transaction.
+public struct TransactionInfo: Sendable, Hashable {
+    public var xid: UInt32
+    /// The LSN of the commit record (`Begin.finalLSN`).
+    public var commitLSN: LSN
+    /// Microseconds since 2000-01-01 (PostgreSQL's epoch).
+    public var commitTime: PostgresTimestamp
+
+    public init(xid: UInt32, commitLSN: LSN, commitTime: PostgresTimestamp) {
+        self.xid = xid
+        self.commitLSN = commitLSN
+        self.commitTime = commitTime
+    }
+}
+
+/// What a pipeline delivers to its destinations, in source commit order.
+///
+/// Streaming events come as `begin`, `change`s, `commit`; a large transaction may be split
+/// over several deliveries (a delivery can end between `begin` and `commit`), so a
+/// destination never has to hold a whole transaction. Snapshot rows come before any
+/// streaming event of their table, as `snapshotRow`s framed by `snapshotTableStarted` and
+/// `snapshotTableFinished`.
+public enum PipelineEvent: Sendable {
+    case begin(TransactionInfo)
+    /// `lsn` is the WAL position of the change's record.
+    case change(Change, lsn: LSN)
+    /// `endLSN` is the position to confirm once this transaction is durable.
+    case commit(TransactionInfo, endLSN: LSN)
+    /// A table's definition changed (column added, dropped, renamed, type changed); delivered
+    /// before the next change of that table.
+    case schemaChange(SchemaChange)
+    /// A row read by the initial snapshot (Debezium op `r`).
+    case snapshotRow(table: TableSchema, row: Row)
+    case snapshotTableStarted(TableSchema)
+    case snapshotTableFinished(TableSchema)
+    /// A `pg_logical_emit_message` message (transactional ones come between begin and commit).
+    case message(prefix: String, content: [UInt8], lsn: LSN, transactional: Bool)
+}

@@ -1,0 +1,42 @@
+import PostgresWire
+
+/// Where a pipeline delivers changes: a SQLite replica, JSON lines, Kafka, another Postgres…
+///
+/// ## Contract
+/// - `open()` is called once, before anything else. It prepares storage and returns the
+///   position the destination has already made durable, if it stores one (destinations that
+///   can store it atomically with their data — SQLite, Postgres — make delivery exactly-once
+///   this way); the pipeline then skips every transaction at or below it.
+/// - `write(_:)` receives events in source commit order. Deliveries may end inside a
+///   transaction; the next delivery continues it. The destination may buffer, but must bound
+///   its memory.
+/// - `flush()` makes everything written so far durable, up to the last *complete*
+///   transaction, and returns the durable position: the `endLSN` of the last durable commit
+///   (cumulative; never moving backwards), or nil if nothing was committed yet. Only durable
+///   positions move the flush LSN confirmed to PostgreSQL (the minimum over all destinations).
+/// - Delivery is at-least-once: after a crash, transactions after the last confirmed position
+///   are delivered again; resumed snapshot chunks deliver rows again.
+/// - A change never loses information: `.unchangedToast` means "keep the existing value", never
+///   NULL; a destination that cannot merge must say how it handles it.
+public protocol Destination: AnyObject, Sendable {
+    /// A short name for logs, metrics and the state store (unique within a pipeline).
+    var name: String { get }
+
+    func open() async throws -> DestinationResume
+
+    func write(_ events: [PipelineEvent]) async throws
+
+    func flush() async throws -> LSN?
+
+    func close() async throws
+}
+
+/// What a destination already has when the pipeline starts.
+public struct DestinationResume: Sendable, Hashable {
+    /// The `endLSN` of the last transaction durably applied, if the destination stores it.
+    public var durablePosition: LSN?
+
+    public init(durablePosition: LSN? = nil) {
+        self.durablePosition = durablePosition
+    }
+}

@@ -1,0 +1,56 @@
+import PostgresWire
+
+/// Where a pipeline keeps what it must remember across restarts when its destinations cannot
+/// keep it themselves: the slot it owns, snapshot progress per chunk, and the durable position
+/// of each destination. The default is a local SQLite file (`FerrySQLite.SQLiteStateStore`).
+///
+/// Every method is durable when it returns.
+public protocol StateStore: Sendable {
+    /// The pipeline's record, or nil on first start.
+    func pipeline(named name: String) async throws -> PipelineRecord?
+
+    func savePipeline(_ record: PipelineRecord) async throws
+
+    /// Records that a snapshot chunk was delivered and made durable by every destination.
+    func markChunkDone(pipeline: String, table: String, chunk: Int) async throws
+
+    /// The chunks of `table` already done.
+    func doneChunks(pipeline: String, table: String) async throws -> Set<Int>
+
+    func saveDestinationPosition(pipeline: String, destination: String, position: LSN) async throws
+
+    func destinationPosition(pipeline: String, destination: String) async throws -> LSN?
+
+    /// Forgets everything about a pipeline (after its slot was dropped, before a re-snapshot).
+    func reset(pipeline: String) async throws
+}
+
+/// What a pipeline remembers about itself.
+public struct PipelineRecord: Sendable, Hashable {
+    public enum SnapshotPhase: String, Sendable, Hashable {
+        /// The slot exists; the snapshot has not finished.
+        case copying
+        /// Every table was copied; the pipeline streams.
+        case complete
+        /// No snapshot was asked for (`--snapshot never`).
+        case skipped
+    }
+
+    public var name: String
+    public var slot: String
+    public var publication: String
+    /// The slot's consistent point: streaming starts there after the snapshot.
+    public var consistentPoint: LSN
+    public var snapshot: SnapshotPhase
+    /// The tables the snapshot covers, schema-qualified.
+    public var tables: [String]
+
+    public init(name: String, slot: String, publication: String, consistentPoint: LSN, snapshot: SnapshotPhase, tables: [String]) {
+        self.name = name
+        self.slot = slot
+        self.publication = publication
+        self.consistentPoint = consistentPoint
+        self.snapshot = snapshot
+        self.tables = tables
+    }
+}
