@@ -65,11 +65,27 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Debian's SQLite (libsqlite3-dev), for the SQLite replica and the local state file.
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // The embedded default destination (a SQLite replica) and the SQLite state store.
+        .target(
+            name: "FerrySQLite",
+            dependencies: ["FerryCore", "CSQLite", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
+        // JSON lines (a file or stdout) in the Debezium-compatible envelope.
+        .target(
+            name: "FerryJSON",
+            dependencies: ["FerryCore", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: strict
+        ),
         // ArgumentParser commands; the composition root.
         .target(
             name: "FerryCLI",
             dependencies: [
                 "FerryCore",
+                "FerrySQLite",
+                "FerryJSON",
                 "PostgresReplication",
                 "PostgresWire",
                 "PGOutput",
@@ -133,6 +149,16 @@ let package = Package(
                 "PGOutput",
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FerrySQLiteTests",
+            dependencies: ["FerrySQLite", "FerryCore", "CSQLite", "FerryTestSupport", "PostgresWire"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FerryJSONTests",
+            dependencies: ["FerryJSON", "FerryCore", "FerryTestSupport", "PostgresWire"],
             swiftSettings: strict
         ),
         .testTarget(

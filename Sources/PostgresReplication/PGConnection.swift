@@ -419,17 +419,24 @@ public final class PGConnection {
     func next() async throws -> BackendMessage {
         if let message = batch.popFirst() { return message }
         do {
-            guard let more = try await inbound.takeAll(), !more.isEmpty else {
-                isBroken = true
-                throw PGConnectionError(.connectionClosed, "the connection to \(endpoint) is closed")
+            while true {
+                guard let more = try await inbound.takeAll() else {
+                    isBroken = true
+                    throw PGConnectionError(.connectionClosed, "the connection to \(endpoint) is closed")
+                }
+                // An empty batch is a stop request waking the stream; here, simply wait on.
+                guard !more.isEmpty else { continue }
+                batch = more
+                return batch.removeFirst()
             }
-            batch = more
-            return batch.removeFirst()
         } catch {
             isBroken = true
             throw classify(error)
         }
     }
+
+    /// Whether messages are waiting, decoded or in the receive buffer.
+    var hasBufferedMessages: Bool { !batch.isEmpty || inbound.bufferedBytes > 0 }
 
     /// Takes every buffered message at once (the replication stream's fast path).
     func nextBatch() async throws -> CircularBuffer<BackendMessage>? {

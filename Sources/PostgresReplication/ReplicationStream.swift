@@ -65,6 +65,7 @@ public final class ReplicationStream: AsyncSequence {
     /// returns nil. Like `pg_recvlogical --endpos`.
     public var endPosition: LSN?
     private var reachedEnd = false
+    private var deliveredSinceIdle = false
 
     /// Ends `next()` from any task or a signal handler: it returns nil as soon as it can.
     /// Then call ``stop()`` to end the protocol cleanly.
@@ -78,13 +79,31 @@ public final class ReplicationStream: AsyncSequence {
         self.decoder = PGOutputDecoder(protocolVersion: protocolVersion, parallelStreaming: parallelStreaming)
     }
 
+    /// Whether more messages are already here (decoded or in the receive buffer): a consumer
+    /// can batch while this is true and flush as soon as it turns false.
+    public var hasBufferedMessages: Bool {
+        !batch.isEmpty || connection.hasBufferedMessages
+    }
+
     /// Confirms that everything up to `lsn` is durable; the next status update reports it.
     public func confirmFlushed(_ lsn: LSN) { feedback.confirmFlushed(lsn) }
 
     /// The next message, or nil once the server ended the stream (or after `stop()`).
     public func next() async throws -> WALMessage? {
+        try await next(onIdle: nil)
+    }
+
+    /// The next message; before waiting for the network with nothing buffered, and after at
+    /// least one message was returned since the last call, runs `onIdle` — the moment for a
+    /// consumer to flush what it batched (a commit followed only by keepalives, then silence).
+    public func next(onIdle: (() async throws -> Void)?) async throws -> WALMessage? {
         while !finished && !reachedEnd && !stopper.isRequested {
             if batch.isEmpty {
+                if let onIdle, deliveredSinceIdle, !connection.hasBufferedMessages {
+                    deliveredSinceIdle = false
+                    try await onIdle()
+                    continue
+                }
                 guard let more = try await connection.nextBatch() else {
                     finished = true
                     throw PGConnectionError(.connectionClosed, "the replication connection to \(connection.endpoint) closed")
@@ -137,6 +156,7 @@ public final class ReplicationStream: AsyncSequence {
                                         underlying: error)
             }
             track(message)
+            deliveredSinceIdle = true
             return WALMessage(walStart: data.walStart, walEnd: data.walEnd, sendTime: data.sendTime, message: message)
         case .primaryKeepalive(let keepalive):
             // Nothing in flight: every delivered transaction is confirmed and none is open.

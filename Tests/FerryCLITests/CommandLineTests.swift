@@ -12,7 +12,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [["run"], ["check"], ["status"], ["slot", "list"], ["slot", "drop"], ["demo"]] as [[String]])
+    @Test(arguments: [["check"], ["status"], ["slot", "list"], ["slot", "drop"], ["demo"]] as [[String]])
     func unfinishedCommandsSaySoAndFail(_ arguments: [String]) async throws {
         var command = try Ferry.parseAsRoot(arguments)
         do {

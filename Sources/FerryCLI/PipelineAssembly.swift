@@ -1,0 +1,25 @@
+import FerryCore
+import FerryJSON
+import FerrySQLite
+import Logging
+
+/// Builds a pipeline from what the user asked for: the one place destinations are chosen.
+enum PipelineAssembly {
+    static func make(configuration: PipelineConfiguration, destinations urls: [DestinationURL], statePath: String,
+                     logger: Logger) async throws -> Pipeline {
+        let destinations: [any Destination] = urls.map { url in
+            switch url {
+            case .sqlite(let path):
+                return SQLiteDestination(path: path, pipeline: configuration.name, logger: logger)
+            case .jsonLinesFile(let path):
+                return JSONLinesDestination(output: .file(path), pipeline: configuration.name,
+                                            database: configuration.source.database, logger: logger)
+            case .jsonLinesStdout:
+                return JSONLinesDestination(output: .standardOutput, pipeline: configuration.name,
+                                            database: configuration.source.database, logger: logger)
+            }
+        }
+        let state = try SQLiteStateStore(path: statePath, logger: logger)
+        return Pipeline(configuration: configuration, destinations: destinations, state: state, logger: logger)
+    }
+}

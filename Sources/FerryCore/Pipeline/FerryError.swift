@@ -1,0 +1,38 @@
+/// A pipeline failure: its kind (which decides whether to retry), what happened, and the fix.
+public struct FerryError: Error, Sendable, CustomStringConvertible {
+    public struct Kind: Hashable, Sendable, CustomStringConvertible {
+        private let name: String
+        private let retryable: Bool
+        private init(_ name: String, retryable: Bool) { self.name = name; self.retryable = retryable }
+
+        /// The configuration is wrong; nothing was started.
+        public static let configuration = Kind("configuration", retryable: false)
+        /// A table, publication or slot is missing or unusable.
+        public static let source = Kind("source", retryable: false)
+        /// The slot this pipeline streams from disappeared or was invalidated.
+        public static let slotLost = Kind("slot lost", retryable: false)
+        /// A schema change the destinations cannot follow.
+        public static let schemaChange = Kind("schema change", retryable: false)
+        /// The stream did not follow the protocol the pipeline asked for.
+        public static let protocolMismatch = Kind("protocol", retryable: false)
+        /// A value of a type Ferry cannot decode.
+        public static let unsupportedValue = Kind("unsupported value", retryable: false)
+        /// A destination failed.
+        public static let destination = Kind("destination", retryable: true)
+
+        public var isRetryable: Bool { retryable }
+        public var description: String { name }
+    }
+
+    public var kind: Kind
+    public var message: String
+    public var fix: String?
+
+    public init(_ kind: Kind, _ message: String, fix: String? = nil) {
+        self.kind = kind
+        self.message = message
+        self.fix = fix
+    }
+
+    public var description: String { message + (fix.map { "\nFix: \($0)" } ?? "") }
+}

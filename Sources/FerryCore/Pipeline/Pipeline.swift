@@ -1,0 +1,346 @@
+import Foundation
+import Logging
+import PGOutput
+import PostgresReplication
+import PostgresWire
+import Synchronization
+
+/// One source, one publication, one slot, several destinations: a slot-consistent snapshot,
+/// then every committed change, with the flush position confirmed to PostgreSQL only once
+/// every destination made it durable.
+public final class Pipeline {
+    public let configuration: PipelineConfiguration
+    public let destinations: [any Destination]
+    public let state: any StateStore
+    public let logger: Logger
+    /// Stops `run()` cleanly from another task or a signal handler.
+    public let stopper = PipelineStopper()
+    /// Counters as the pipeline runs (for logs, `ferry demo`, and later metrics).
+    public let statistics = PipelineStatistics()
+
+    public init(configuration: PipelineConfiguration, destinations: [any Destination], state: any StateStore,
+                logger: Logger = Logger(label: "ferry.pipeline")) {
+        self.configuration = configuration
+        self.destinations = destinations
+        self.state = state
+        self.logger = logger
+    }
+
+    /// Settings every connection that reads values runs with, so text values come in the
+    /// forms `ValueDecoder` parses (pgoutput's text output uses the walsender's settings).
+    public static let sessionSettings = """
+        SET DateStyle = ISO; SET TimeZone = 'UTC'; SET IntervalStyle = postgres; SET extra_float_digits = 3;
+        SET bytea_output = hex; SET lc_monetary = 'C'; SET client_encoding = 'UTF8'
+        """
+
+    /// Runs until stopped (or, with `once`, until caught up with the WAL position at start).
+    public func run() async throws {
+        try configuration.validate()
+        let names = destinations.map(\.name)
+        guard Set(names).count == names.count else {
+            throw FerryError(.configuration, "two destinations share a name: \(names.joined(separator: ", "))",
+                             fix: "give each destination a distinct URL")
+        }
+        let replication = try await PGConnection.connect(configuration.source, replication: .database,
+                                                         receiveBufferLimit: configuration.receiveBufferBytes, logger: logger)
+        do {
+            try await run(on: replication)
+            await replication.close()
+        } catch {
+            await replication.close()
+            throw error
+        }
+    }
+
+    private func run(on replication: PGConnection) async throws {
+        let startPosition = try await replication.identifySystem().xlogPosition
+        try await replication.simpleQuery(Self.sessionSettings)
+        let registry = try TypeRegistry(rows: try await replication.query(TypeRegistry.query(serverVersionNumber: replication.serverVersionNumber)))
+        let publication = try await SourceSetup.ensurePublication(configuration, on: replication, logger: logger)
+
+        var lanes: [DestinationLane] = []
+        for destination in destinations {
+            let resume = try await destination.open()
+            let stored = try await state.destinationPosition(pipeline: configuration.name, destination: destination.name)
+            lanes.append(DestinationLane(destination: destination, skipBelow: [resume.durablePosition, stored].compactMap { $0 }.max()))
+        }
+
+        var record = try await state.pipeline(named: configuration.name)
+        let slotState = try await SourceSetup.slotState(configuration.slotName, on: replication)
+        if var existing = record {
+            guard let slotState else {
+                throw FerryError(.slotLost,
+                    "replication slot \"\(existing.slot)\" of pipeline \(existing.name) no longer exists; changes since \(existing.consistentPoint) may be lost",
+                    fix: "the slot was dropped (Neon drops slots that stop advancing; a branch restore deletes them): delete the state (\(configuration.name)) and run again to re-snapshot")
+            }
+            if slotState.walStatus == "lost" {
+                throw FerryError(.slotLost, "replication slot \"\(existing.slot)\" was invalidated (wal_status = lost): the WAL it needed is gone",
+                                 fix: "drop the slot (ferry slot drop \(existing.slot)), delete the state and run again to re-snapshot")
+            }
+            if existing.snapshot == .copying {
+                logger.info("resuming the interrupted snapshot under a fresh snapshot; the stream from the slot's consistent point reconciles it",
+                            metadata: ["slot": "\(existing.slot)"])
+                try await copyTables(record: existing, exportedSnapshot: nil, registry: registry, lanes: lanes)
+                existing.snapshot = .complete
+                try await state.savePipeline(existing)
+            }
+            record = existing
+        } else if slotState != nil {
+            logger.warning("slot \(configuration.slotName) already exists and this pipeline has no state: streaming from its position without a snapshot")
+            record = PipelineRecord(name: configuration.name, slot: configuration.slotName, publication: publication,
+                                    consistentPoint: slotState?.confirmedFlush ?? .invalid, snapshot: .skipped, tables: configuration.tables)
+            try await state.savePipeline(record!)
+        } else {
+            let snapshot = configuration.snapshot == .initial
+            let created = try await replication.createReplicationSlot(configuration.slotName, snapshot: snapshot ? .export : .nothing)
+            var fresh = PipelineRecord(name: configuration.name, slot: created.name, publication: publication,
+                                       consistentPoint: created.consistentPoint, snapshot: snapshot ? .copying : .skipped,
+                                       tables: configuration.tables)
+            try await state.savePipeline(fresh)
+            logger.info("created replication slot", metadata: ["slot": "\(created.name)", "consistent_point": "\(created.consistentPoint)"])
+            if snapshot {
+                // The exported snapshot stays valid while this connection stays idle.
+                try await copyTables(record: fresh, exportedSnapshot: created.snapshotName, registry: registry, lanes: lanes)
+                fresh.snapshot = .complete
+                try await state.savePipeline(fresh)
+            }
+            record = fresh
+        }
+        guard let record, !stopper.isRequested else { return }
+        try await stream(record: record, on: replication, registry: registry, lanes: lanes,
+                         until: configuration.once ? startPosition : nil)
+    }
+
+    // MARK: Snapshot
+
+    private func copyTables(record: PipelineRecord, exportedSnapshot: String?, registry: TypeRegistry, lanes: [DestinationLane]) async throws {
+        let sink = LaneSnapshotSink(lanes: lanes, statistics: statistics)
+        try await SnapshotRunner.copy(configuration: configuration, record: record, exportedSnapshot: exportedSnapshot,
+                                      registry: registry, state: state, sink: sink, stopper: stopper, logger: logger)
+    }
+
+    // MARK: Streaming
+
+    private func stream(record: PipelineRecord, on replication: PGConnection, registry: TypeRegistry,
+                        lanes: [DestinationLane], until: LSN?) async throws {
+        let stream = try await replication.startReplication(
+            slot: record.slot, start: record.consistentPoint,
+            options: PGOutputOptions(publications: [record.publication], messages: true),
+            statusInterval: configuration.statusInterval)
+        stream.endPosition = until
+        stopper.attach(stream.stopper)
+        defer { stopper.attach(nil) }
+        logger.info("streaming", metadata: ["slot": "\(record.slot)", "from": "\(record.consistentPoint)",
+                                            "until": "\(until.map { "\($0)" } ?? "stopped")"])
+
+        var decoder = ChangeDecoder(values: ValueDecoder(registry: registry))
+        let pending = PendingEvents(capacity: configuration.batchSize)
+        let clock = ContinuousClock()
+        var lastFlush = clock.now
+
+        // Deliver and flush whenever the stream goes quiet (low latency when idle), and while
+        // changes keep coming at least every flushInterval (big batches under load).
+        let flushPending = { [self] in
+            try await self.deliver(pending.take(), to: lanes)
+            if pending.committedSinceFlush {
+                try await self.flush(lanes, stream: stream)
+                pending.committedSinceFlush = false
+            }
+            lastFlush = clock.now
+        }
+        while let message = try await stream.next(onIdle: flushPending) {
+            try decoder.append(message, to: &pending.events)
+            if message.message.unitEndLSN != nil { pending.committedSinceFlush = true }
+            if pending.events.count >= configuration.batchSize {
+                try await deliver(pending.take(), to: lanes)
+            }
+            if pending.committedSinceFlush && clock.now - lastFlush >= configuration.flushInterval {
+                try await flushPending()
+            }
+        }
+        try await flushPending()
+        try await stream.stop()
+        logger.info("stopped", metadata: ["confirmed": "\(stream.feedback.flushed)"])
+    }
+
+    private func deliver(_ events: [PipelineEvent], to lanes: [DestinationLane]) async throws {
+        guard !events.isEmpty else { return }
+        statistics.count(events)
+        if lanes.count == 1 {
+            try await lanes[0].write(events)
+            return
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in lanes { group.addTask { try await lane.write(events) } }
+            try await group.waitForAll()
+        }
+    }
+
+    /// Flushes every destination and confirms the lowest durable position to PostgreSQL.
+    private func flush(_ lanes: [DestinationLane], stream: ReplicationStream) async throws {
+        var positions: [LSN?] = []
+        for lane in lanes {
+            let position = try await lane.flush()
+            if let position {
+                try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+            }
+            positions.append(position)
+        }
+        guard !positions.contains(where: { $0 == nil }), let lowest = positions.compactMap({ $0 }).min() else { return }
+        stream.confirmFlushed(lowest)
+        statistics.confirmed(lowest)
+    }
+}
+
+/// Events decoded but not yet handed to destinations.
+final class PendingEvents {
+    var events: [PipelineEvent] = []
+    var committedSinceFlush = false
+    private let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        events.reserveCapacity(capacity + 16)
+    }
+
+    func take() -> [PipelineEvent] {
+        defer { events.removeAll(keepingCapacity: true) }
+        return events
+    }
+}
+
+/// One destination as the pipeline drives it: skips what it already has, and remembers its
+/// durable position.
+final class DestinationLane: @unchecked Sendable {
+    let destination: any Destination
+    /// Transactions whose commit LSN is below this were applied before: skip them.
+    private var skipBelow: LSN?
+    private var skippingTransaction = false
+    private(set) var durable: LSN?
+    private let lock = NSLock()
+
+    init(destination: any Destination, skipBelow: LSN?) {
+        self.destination = destination
+        self.skipBelow = skipBelow
+        self.durable = skipBelow
+    }
+
+    func write(_ events: [PipelineEvent]) async throws {
+        let filtered = filter(events)
+        guard !filtered.isEmpty else { return }
+        do {
+            try await destination.write(filtered)
+        } catch {
+            throw FerryError(.destination, "destination \(destination.name) failed to write: \(error)")
+        }
+    }
+
+    func writeSnapshot(_ events: [PipelineEvent]) async throws {
+        do {
+            try await destination.write(events)
+        } catch {
+            throw FerryError(.destination, "destination \(destination.name) failed to write snapshot rows: \(error)")
+        }
+    }
+
+    func flush() async throws -> LSN? {
+        let position: LSN?
+        do {
+            position = try await destination.flush()
+        } catch {
+            throw FerryError(.destination, "destination \(destination.name) failed to flush: \(error)")
+        }
+        return lock.withLock {
+            if let position { durable = max(durable ?? position, position) }
+            return durable
+        }
+    }
+
+    /// Drops transactions the destination already has (exactly-once for destinations that
+    /// store their position, and for the state store's record of the others).
+    private func filter(_ events: [PipelineEvent]) -> [PipelineEvent] {
+        lock.withLock {
+            guard let threshold = skipBelow else { return events }
+            var kept: [PipelineEvent] = []
+            for event in events {
+                switch event {
+                case .begin(let info):
+                    skippingTransaction = info.commitLSN < threshold
+                    if !skippingTransaction {
+                        skipBelow = nil
+                        kept.append(event)
+                    }
+                case .commit:
+                    if skippingTransaction { skippingTransaction = false } else { kept.append(event) }
+                case .message(_, _, let lsn, let transactional):
+                    if transactional ? !skippingTransaction : lsn >= threshold { kept.append(event) }
+                default:
+                    if !skippingTransaction { kept.append(event) }
+                }
+            }
+            return kept
+        }
+    }
+}
+
+/// Stops a pipeline from anywhere.
+public final class PipelineStopper: Sendable {
+    private let state = Mutex<(requested: Bool, stream: ReplicationStopper?)>((false, nil))
+
+    public init() {}
+
+    public func requestStop() {
+        let stream = state.withLock { state -> ReplicationStopper? in
+            state.requested = true
+            return state.stream
+        }
+        stream?.requestStop()
+    }
+
+    public var isRequested: Bool { state.withLock { $0.requested } }
+
+    func attach(_ stream: ReplicationStopper?) {
+        let stopNow = state.withLock { state -> Bool in
+            state.stream = stream
+            return state.requested
+        }
+        if stopNow { stream?.requestStop() }
+    }
+}
+
+/// What a pipeline did so far.
+public final class PipelineStatistics: Sendable {
+    private struct Counts {
+        var transactions = 0
+        var changes = 0
+        var snapshotRows = 0
+        var confirmed = LSN.invalid
+    }
+    private let counts = Mutex(Counts())
+
+    public var transactions: Int { counts.withLock { $0.transactions } }
+    public var changes: Int { counts.withLock { $0.changes } }
+    public var snapshotRows: Int { counts.withLock { $0.snapshotRows } }
+    public var confirmedPosition: LSN { counts.withLock { $0.confirmed } }
+
+    func count(_ events: [PipelineEvent]) {
+        var transactions = 0, changes = 0, rows = 0
+        for event in events {
+            switch event {
+            case .commit: transactions += 1
+            case .change: changes += 1
+            case .snapshotRow: rows += 1
+            default: break
+            }
+        }
+        counts.withLock {
+            $0.transactions += transactions
+            $0.changes += changes
+            $0.snapshotRows += rows
+        }
+    }
+
+    func confirmed(_ position: LSN) {
+        counts.withLock { $0.confirmed = max($0.confirmed, position) }
+    }
+}

@@ -1,0 +1,80 @@
+import PostgresWire
+
+/// What one pipeline replicates, and how.
+public struct PipelineConfiguration: Sendable {
+    public enum SnapshotMode: String, Sendable, CaseIterable {
+        /// Copy the tables consistently with the slot, then stream (the default).
+        case initial
+        /// Stream only: changes from the slot's creation on.
+        case never
+    }
+
+    /// Names the slot, the publication and the state (lower-case letters, digits, underscores).
+    public var name: String
+    public var source: ConnectionConfiguration
+    /// Tables to replicate: `schema.table` or `schema.*`. Empty: every table of the publication.
+    public var tables: [String]
+    /// An existing publication to use, or the one to create (default `ferry_<name>`).
+    public var publication: String?
+    /// The slot to use or create (default `ferry_<name>`).
+    public var slot: String?
+    public var snapshot: SnapshotMode
+    /// Connections copying tables in parallel during the snapshot.
+    public var snapshotParallelism: Int
+    /// Stop once caught up with the WAL position current at start (cron-style sync).
+    public var once: Bool
+    /// Most events handed to destinations at once.
+    public var batchSize: Int
+    /// How often destinations are flushed and the position confirmed while changes flow.
+    public var flushInterval: Duration
+    /// How often standby status updates are sent.
+    public var statusInterval: Duration
+    /// Bytes of server messages buffered before the client stops reading the socket.
+    public var receiveBufferBytes: Int
+
+    public init(name: String, source: ConnectionConfiguration, tables: [String] = [], publication: String? = nil,
+                slot: String? = nil, snapshot: SnapshotMode = .initial, snapshotParallelism: Int = 4, once: Bool = false,
+                batchSize: Int = 2_000, flushInterval: Duration = .milliseconds(200), statusInterval: Duration = .seconds(5),
+                receiveBufferBytes: Int = 4 << 20) {
+        self.name = name
+        self.source = source
+        self.tables = tables
+        self.publication = publication
+        self.slot = slot
+        self.snapshot = snapshot
+        self.snapshotParallelism = snapshotParallelism
+        self.once = once
+        self.batchSize = batchSize
+        self.flushInterval = flushInterval
+        self.statusInterval = statusInterval
+        self.receiveBufferBytes = receiveBufferBytes
+    }
+
+    public var slotName: String { slot ?? "ferry_\(name)" }
+    public var publicationName: String { publication ?? "ferry_\(name)" }
+
+    /// Checks names before anything touches the source.
+    public func validate() throws {
+        let allowed = Set("abcdefghijklmnopqrstuvwxyz0123456789_")
+        guard !name.isEmpty, name.count <= 40, name.allSatisfy({ allowed.contains($0) }) else {
+            throw FerryError(.configuration, "pipeline name \"\(name)\" is not valid",
+                             fix: "use lower-case letters, digits and underscores (at most 40), e.g. --name orders_sync")
+        }
+        guard slotName.count <= 63, slotName.allSatisfy({ allowed.contains($0) }) else {
+            throw FerryError(.configuration, "slot name \"\(slotName)\" is not valid",
+                             fix: "slot names use lower-case letters, digits and underscores (at most 63)")
+        }
+        for table in tables where table.split(separator: ".").count != 2 {
+            throw FerryError(.configuration, "table \"\(table)\" is not schema-qualified",
+                             fix: "write tables as schema.table or schema.* (e.g. public.orders, public.*)")
+        }
+        if tables.isEmpty && publication == nil {
+            throw FerryError(.configuration, "no tables and no publication given",
+                             fix: "name tables with --tables public.orders,public.items, or an existing publication with --publication")
+        }
+        guard snapshotParallelism >= 1 && snapshotParallelism <= 64 else {
+            throw FerryError(.configuration, "snapshot parallelism must be between 1 and 64")
+        }
+        guard batchSize >= 1 else { throw FerryError(.configuration, "batch size must be at least 1") }
+    }
+}

@@ -1,0 +1,176 @@
+import FerryTestSupport
+import Foundation
+import Logging
+import PostgresWire
+import Synchronization
+import Testing
+@testable import FerryCore
+
+/// A destination that keeps what it receives in memory and "stores" its position like a
+/// transactional destination would (committed together with the transaction's changes).
+extension Value {
+    var isUnchangedToast: Bool { if case .unchangedToast = self { true } else { false } }
+}
+
+final class RecordingDestination: Destination, @unchecked Sendable {
+    let name: String
+    private let lock = NSLock()
+    private var pending: [PipelineEvent] = []
+    private(set) var committed: [[PipelineEvent]] = []
+    private(set) var position: LSN?
+    private(set) var snapshotRows: [(String, Row)] = []
+    private(set) var opened = 0
+
+    init(name: String = "recording") { self.name = name }
+
+    func open() async throws -> DestinationResume {
+        lock.withLock {
+            opened += 1
+            pending.removeAll()  // an open transaction dies with a crash
+            return DestinationResume(durablePosition: position)
+        }
+    }
+
+    func write(_ events: [PipelineEvent]) async throws {
+        lock.withLock {
+            for event in events {
+                switch event {
+                case .snapshotRow(let table, let row): snapshotRows.append((table.qualifiedName, row))
+                case .begin: pending = [event]
+                case .commit(_, let end):
+                    pending.append(event)
+                    committed.append(pending)
+                    pending = []
+                    position = end
+                default: pending.append(event)
+                }
+            }
+        }
+    }
+
+    func flush() async throws -> LSN? { lock.withLock { position } }
+    func close() async throws {}
+
+    var changes: [Change] {
+        lock.withLock { committed.flatMap { $0 }.compactMap { if case .change(let c, _) = $0 { c } else { nil } } }
+    }
+}
+
+/// An in-memory StateStore for pipeline tests (the SQLite one is tested on its own).
+actor MemoryStateStore: StateStore {
+    var records: [String: PipelineRecord] = [:]
+    var chunks: [String: Set<Int>] = [:]
+    var positions: [String: LSN] = [:]
+
+    func pipeline(named name: String) -> PipelineRecord? { records[name] }
+    func savePipeline(_ record: PipelineRecord) { records[record.name] = record }
+    func markChunkDone(pipeline: String, table: String, chunk: Int) { chunks[pipeline + "/" + table, default: []].insert(chunk) }
+    func doneChunks(pipeline: String, table: String) -> Set<Int> { chunks[pipeline + "/" + table] ?? [] }
+    func saveDestinationPosition(pipeline: String, destination: String, position: LSN) { positions[pipeline + "/" + destination] = position }
+    func destinationPosition(pipeline: String, destination: String) -> LSN? { positions[pipeline + "/" + destination] }
+    func reset(pipeline: String) { records[pipeline] = nil }
+}
+
+@Suite struct PipelineStreamingTests {
+    func configuration(_ database: TestDatabase, once: Bool = false) throws -> PipelineConfiguration {
+        // Slot names are cluster-wide: name the pipeline after the test's own database.
+        PipelineConfiguration(name: database.name, source: try ConnectionConfiguration.parse(database.url),
+                              tables: ["public.*"], snapshot: .never, once: once)
+    }
+
+    @Test func streamsTypedChangesInCommitOrderAndResumesWithoutDuplicates() async throws {
+        try await withTestDatabase(.trust, prefix: "pipeline") { database in
+            try await database.psql("""
+                CREATE TABLE items (id int PRIMARY KEY, name text, price numeric(10,2), big text);
+                ALTER TABLE items ALTER COLUMN big SET STORAGE EXTERNAL;
+                """)
+            let destination = RecordingDestination()
+            let state = MemoryStateStore()
+            var logger = Logger(label: "test"); logger.logLevel = .warning
+
+            // First run: creates the publication and slot, streams until stopped.
+            let first = Pipeline(configuration: try configuration(database), destinations: [destination], state: state, logger: logger)
+            let running = Task { try await first.run() }
+            try await eventually("the slot to exist", timeout: .seconds(20)) {
+                try await database.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_\(database.name)' AND active") == "1"
+            }
+            let big = String(repeating: "x", count: 9000)
+            try await database.psql("INSERT INTO items VALUES (1, 'a', 1.50, '\(big)'), (2, 'b', 2.25, 'small')")
+            try await database.psql("UPDATE items SET price = 9.99 WHERE id = 1")
+            try await database.psql("DELETE FROM items WHERE id = 2")
+            try await eventually("three transactions", timeout: .seconds(20)) { destination.committed.count >= 3 }
+            first.stopper.requestStop()
+            try await running.value
+
+            let changes = destination.changes
+            #expect(changes.count == 4)
+            guard changes.count == 4 else { return }
+            if case .insert(let table, let row) = changes[0] {
+                #expect(table.qualifiedName == "public.items")
+                #expect(row[0] == .int32(1))
+                #expect(row[2] == .numeric("1.50"))
+            } else { Issue.record("expected an insert, got \(changes[0])") }
+            if case .update(_, _, _, let row) = changes[2] {
+                #expect(row[2] == .numeric("9.99"))
+                #expect(row[3].isUnchangedToast, "the unchanged TOAST column must arrive as unchangedToast, not NULL or a value")
+            } else { Issue.record("expected an update, got \(changes[2])") }
+            if case .delete(_, let old, let keyOnly) = changes[3] {
+                #expect(keyOnly)
+                #expect(old[0] == .int32(2))
+            } else { Issue.record("expected a delete, got \(changes[3])") }
+
+            // The slot was confirmed up to the last durable commit.
+            let confirmed = try #require(LSN(try await database.psql("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'ferry_\(database.name)'")))
+            #expect(confirmed >= destination.position ?? .invalid)
+
+            // Second run with --once: a new change arrives, nothing is delivered twice.
+            try await database.psql("INSERT INTO items VALUES (3, 'c', 3.00, 'c')")
+            let second = Pipeline(configuration: try configuration(database, once: true), destinations: [destination], state: state, logger: logger)
+            try await second.run()
+            let after = destination.changes
+            #expect(after.count == 5)
+            if case .insert(_, let row)? = after.last { #expect(row[0] == .int32(3)) } else { Issue.record("expected the new insert last") }
+        }
+    }
+
+    @Test func aSchemaChangeArrivesBeforeTheNextChangeOfItsTable() async throws {
+        try await withTestDatabase(.trust, prefix: "schema") { database in
+            try await database.psql("CREATE TABLE t (id int PRIMARY KEY, a text)")
+            let destination = RecordingDestination()
+            var logger = Logger(label: "test"); logger.logLevel = .warning
+            let pipeline = Pipeline(configuration: try configuration(database), destinations: [destination], state: MemoryStateStore(), logger: logger)
+            let running = Task { try await pipeline.run() }
+            try await eventually("the slot to be active", timeout: .seconds(20)) {
+                try await database.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_\(database.name)' AND active") == "1"
+            }
+            try await database.psql("INSERT INTO t VALUES (1, 'x')")
+            try await database.psql("ALTER TABLE t ADD COLUMN b int; ALTER TABLE t RENAME COLUMN a TO a2")
+            try await database.psql("INSERT INTO t VALUES (2, 'y', 7)")
+            do {
+                try await eventually("two transactions", timeout: .seconds(20)) { destination.committed.count >= 2 }
+            } catch {
+                pipeline.stopper.requestStop()
+                try await running.value
+                Issue.record("received: \(destination.committed.map { $0.count })")
+                throw error
+            }
+            pipeline.stopper.requestStop()
+            try await running.value
+            let second = destination.committed[1]
+            let kinds = second.map { event -> String in
+                switch event {
+                case .begin: "begin"
+                case .schemaChange: "schema"
+                case .change: "change"
+                case .commit: "commit"
+                default: "other"
+                }
+            }
+            #expect(kinds == ["begin", "schema", "change", "commit"])
+            if case .schemaChange(let change) = second[1] {
+                #expect(change.differences.contains(.columnAdded("b")))
+                #expect(change.differences.contains(.columnRenamed(from: "a", to: "a2")))
+            }
+        }
+    }
+}
