@@ -172,7 +172,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryCLITests",
-            dependencies: ["FerryCLI", "FerryTestSupport", "PostgresWire"],
+            dependencies: ["FerryCLI", "FerryCore", "FerrySQLite", "FerryTestSupport", "PostgresWire"],
             swiftSettings: strict
         ),
     ],

@@ -1,6 +1,9 @@
 import ArgumentParser
 import FerryTestSupport
 import PostgresWire
+import FerryCore
+import FerrySQLite
+import Foundation
 import Testing
 @testable import FerryCLI
 
@@ -62,6 +65,62 @@ import Testing
         #expect(throws: (any Error).self) {
             _ = try Ferry.parseAsRoot(["slot", "consume", "--source", "postgres://x@localhost/db", "--slot", "s",
                                        "--publication", "p", "--until-lsn", "nonsense"])
+        }
+    }
+}
+
+@Suite struct RunCommandTests {
+    /// Runs `ferry` with arguments in-process, as the binary would.
+    func ferry(_ arguments: [String]) async throws {
+        let command = try Ferry.parseAsRoot(arguments)
+        guard var run = command as? any AsyncParsableCommand else {
+            Issue.record("\(arguments.first ?? "") is not an async command"); return
+        }
+        try await run.run()
+    }
+
+    @Test func onceStreamsIntoSQLiteAndJSONLinesAndResumes() async throws {
+        try await withTestDatabase(.scram, prefix: "run") { database in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-run-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await database.psql("CREATE TABLE orders (id int PRIMARY KEY, item text, qty int)")
+            let arguments = [
+                "run", "--source", database.url, "--tables", "public.orders", "--name", database.name,
+                "--snapshot", "never", "--once", "--state", directory + "/state.db",
+                "--to", "sqlite:" + directory + "/replica.db", "--to", "jsonl:" + directory + "/changes.jsonl",
+                "--log-level", "warning",
+            ]
+            try await ferry(arguments)  // creates the publication and the slot
+            try await database.psql("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
+            try await database.psql("UPDATE orders SET qty = 5 WHERE id = 1")
+            try await database.psql("DELETE FROM orders WHERE id = 2")
+            try await ferry(arguments)
+            try await database.psql("INSERT INTO orders VALUES (3, 'fig', 7)")
+            try await ferry(arguments)
+
+            let replica = try SQLiteConnection(path: directory + "/replica.db", readOnly: true)
+            let rows = try replica.query("SELECT id, item, qty FROM \"public.orders\" ORDER BY id")
+            replica.close()
+            #expect(rows == [[.integer(1), .text("apple"), .integer(5)], [.integer(3), .text("fig"), .integer(7)]])
+            let lines = try String(contentsOfFile: directory + "/changes.jsonl", encoding: .utf8).split(separator: "\n")
+            let ops = try lines.map { line -> String in
+                let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+                return object?["op"] as? String ?? "?"
+            }
+            #expect(ops == ["c", "c", "u", "d", "c"])  // each change once: nothing delivered twice
+            let slot = try await database.psql("SELECT active FROM pg_replication_slots WHERE slot_name = 'ferry_\(database.name)'")
+            #expect(slot == "f")
+        }
+    }
+
+    @Test func badArgumentsNameTheProblem() async throws {
+        #expect(throws: (any Error).self) { try Ferry.parseAsRoot(["run", "--source", "x", "--snapshot", "sometimes"]) }
+        do {
+            try await ferry(["run", "--source", "postgres://u@localhost/db", "--tables", "orders", "--to", "kafka://x:9092"])
+            Issue.record("an unqualified table and an unavailable destination were accepted")
+        } catch let error as FerryError {
+            #expect(error.description.contains("kafka") || error.description.contains("schema-qualified"))
         }
     }
 }
