@@ -124,3 +124,64 @@ import Testing
         }
     }
 }
+
+@Suite struct SnapshotAndStreamTests {
+    func ferry(_ arguments: [String]) async throws {
+        let command = try Ferry.parseAsRoot(arguments)
+        guard var run = command as? any AsyncParsableCommand else { Issue.record("not async"); return }
+        try await run.run()
+    }
+
+    @Test func snapshotUnderConcurrentWritesThenCatchUpEqualsTheSource() async throws {
+        try await withTestDatabase(.trust, prefix: "snap") { database in
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-snap-\(UUID().uuidString)").path
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            try await database.psql("""
+                CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, t text);
+                INSERT INTO items SELECT g, g % 97, md5(g::text) FROM generate_series(1, 30000) g;
+                CREATE TABLE tags (id bigserial PRIMARY KEY, item int, label text);
+                INSERT INTO tags (item, label) SELECT g, 'tag ' || g FROM generate_series(1, 5000) g;
+                ANALYZE;
+                """)
+            let arguments = [
+                "run", "--source", database.url, "--tables", "public.*", "--name", database.name,
+                "--snapshot-parallelism", "3", "--once", "--state", directory + "/state.db",
+                "--to", "sqlite:" + directory + "/replica.db", "--log-level", "warning",
+            ]
+            // Writers change rows while the snapshot copies them.
+            async let writes: Void = {
+                for round in 0..<25 {
+                    try await database.psql("""
+                        UPDATE items SET v = v + 1, t = 'r\(round)' WHERE id % 50 = \(round);
+                        DELETE FROM items WHERE id % 997 = \(round);
+                        INSERT INTO items SELECT 100000 + \(round) * 10 + g, \(round), 'new' FROM generate_series(1, 10) g;
+                        INSERT INTO tags (item, label) VALUES (\(round), 'late');
+                        """)
+                }
+            }()
+            try await ferry(arguments)
+            try await writes
+            try await ferry(arguments)  // catch up with everything written meanwhile
+
+            let replica = try SQLiteConnection(path: directory + "/replica.db", readOnly: true)
+            defer { replica.close() }
+            for (table, columns) in [("items", "id, v, t"), ("tags", "id, item, label")] {
+                let source = try await database.psql("SELECT \(columns) FROM \(table) ORDER BY id")
+                    .split(separator: "\n").map(String.init)
+                let copied = try replica.query("SELECT \(columns) FROM \"public.\(table)\" ORDER BY id").map { row in
+                    row.map { value -> String in
+                        switch value {
+                        case .integer(let n): return String(n)
+                        case .text(let s): return s
+                        case .null: return ""
+                        default: return "\(value)"
+                        }
+                    }.joined(separator: "|")
+                }
+                #expect(copied.count == source.count, "\(table): \(copied.count) rows in the replica, \(source.count) in the source")
+                #expect(copied == source, "\(table) differs from the source")
+            }
+        }
+    }
+}

@@ -80,7 +80,7 @@ public final class Pipeline {
             if existing.snapshot == .copying {
                 logger.info("resuming the interrupted snapshot under a fresh snapshot; the stream from the slot's consistent point reconciles it",
                             metadata: ["slot": "\(existing.slot)"])
-                try await copyTables(record: existing, exportedSnapshot: nil, registry: registry, lanes: lanes)
+                try await copyTables(record: existing, exportedSnapshot: nil, lanes: lanes)
                 existing.snapshot = .complete
                 try await state.savePipeline(existing)
             }
@@ -100,7 +100,7 @@ public final class Pipeline {
             logger.info("created replication slot", metadata: ["slot": "\(created.name)", "consistent_point": "\(created.consistentPoint)"])
             if snapshot {
                 // The exported snapshot stays valid while this connection stays idle.
-                try await copyTables(record: fresh, exportedSnapshot: created.snapshotName, registry: registry, lanes: lanes)
+                try await copyTables(record: fresh, exportedSnapshot: created.snapshotName, lanes: lanes)
                 fresh.snapshot = .complete
                 try await state.savePipeline(fresh)
             }
@@ -113,10 +113,10 @@ public final class Pipeline {
 
     // MARK: Snapshot
 
-    private func copyTables(record: PipelineRecord, exportedSnapshot: String?, registry: TypeRegistry, lanes: [DestinationLane]) async throws {
+    private func copyTables(record: PipelineRecord, exportedSnapshot: String?, lanes: [DestinationLane]) async throws {
         let sink = LaneSnapshotSink(lanes: lanes, statistics: statistics)
         try await SnapshotRunner.copy(configuration: configuration, record: record, exportedSnapshot: exportedSnapshot,
-                                      registry: registry, state: state, sink: sink, stopper: stopper, logger: logger)
+                                      state: state, sink: sink, logger: logger)
     }
 
     // MARK: Streaming

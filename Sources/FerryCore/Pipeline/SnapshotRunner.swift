@@ -1,8 +1,9 @@
 import Logging
 import PostgresWire
 
-/// Hands snapshot rows to every destination and flushes them before a chunk counts as done.
-final class LaneSnapshotSink: Sendable {
+/// Hands snapshot rows to every destination; `flush()` returns once every destination made
+/// them durable, which is when the coordinator records a chunk as done.
+final class LaneSnapshotSink: SnapshotSink {
     let lanes: [DestinationLane]
     let statistics: PipelineStatistics
 
@@ -11,9 +12,16 @@ final class LaneSnapshotSink: Sendable {
         self.statistics = statistics
     }
 
-    func deliver(_ events: [PipelineEvent]) async throws {
+    func write(_ events: [PipelineEvent]) async throws {
         statistics.count(events)
-        for lane in lanes { try await lane.writeSnapshot(events) }
+        if lanes.count == 1 {
+            try await lanes[0].writeSnapshot(events)
+            return
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for lane in lanes { group.addTask { try await lane.writeSnapshot(events) } }
+            try await group.waitForAll()
+        }
     }
 
     func flush() async throws {
@@ -21,10 +29,23 @@ final class LaneSnapshotSink: Sendable {
     }
 }
 
+/// Runs the slot-consistent snapshot of a pipeline's tables.
 enum SnapshotRunner {
+    /// Copies the tables; a stop request is not honoured until the copy ends (the resumable
+    /// chunks make an interrupted copy cheap to finish on the next run).
     static func copy(configuration: PipelineConfiguration, record: PipelineRecord, exportedSnapshot: String?,
-                     registry: TypeRegistry, state: any StateStore, sink: LaneSnapshotSink, stopper: PipelineStopper,
-                     logger: Logger) async throws {
-        throw FerryError(.configuration, "the initial snapshot is not wired in yet", fix: "run with --snapshot never")
+                     state: any StateStore, sink: LaneSnapshotSink, logger: Logger) async throws {
+        let selectors: [TableSelector]
+        if record.tables.isEmpty {
+            selectors = [.publication(record.publication)]
+        } else {
+            selectors = try record.tables.map { try TableSelector(parsing: $0) }
+        }
+        let coordinator = SnapshotCoordinator(
+            source: configuration.source, tables: selectors, snapshotName: exportedSnapshot, stateStore: state,
+            pipeline: configuration.name, options: SnapshotOptions(parallelism: configuration.snapshotParallelism),
+            logger: logger)
+        let summary = try await coordinator.run(into: sink, reporter: SnapshotProgressReporter(logger: logger))
+        logger.info("snapshot complete", metadata: ["summary": "\(summary)"])
     }
 }
