@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
+        .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
     ],
     targets: [
         // Pure: frontend/backend message codecs, LSN, connection strings, SCRAM. No channels.
@@ -86,10 +87,12 @@ let package = Package(
                 "FerryCore",
                 "FerrySQLite",
                 "FerryJSON",
+                "FerryLocalPostgres",
                 "PostgresReplication",
                 "PostgresWire",
                 "PGOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -99,10 +102,14 @@ let package = Package(
             dependencies: ["FerryCLI"],
             swiftSettings: strict
         ),
+        // Throwaway local PostgreSQL clusters (initdb, start as an unprivileged user, reaper):
+        // for `ferry demo` and the test harness.
+        .target(name: "FerryLocalPostgres", swiftSettings: strict),
         // The test harness: throwaway PostgreSQL servers, fresh databases, timed waits.
         .target(
             name: "FerryTestSupport",
             dependencies: [
+                "FerryLocalPostgres",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,3 +1,4 @@
+@_exported import FerryLocalPostgres
 import Foundation
 import PostgresNIO
 import Synchronization
@@ -119,17 +120,10 @@ extension TestDatabase {
     /// all work); stops at the first error. Returns what psql printed (unaligned, tuples only).
     @discardableResult
     public func psql(_ sql: String) async throws -> String {
-        let server = self.server, name = self.name
-        return try await offCooperativePool {
-            let result = try Subprocess.run(server.installation.path("psql"), [
-                "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                "-h", server.socketDirectory, "-p", "\(server.port)", "-U", server.superuser, "-d", name,
-                "-c", sql,
-            ], check: false)
-            guard result.status == 0 else {
-                throw HarnessError("psql failed (status \(result.status)) running:\n\(sql)\n\(result.output)")
-            }
-            return result.output.trimmingCharacters(in: .newlines)
-        }
+        let cluster = server.cluster, name = self.name
+        return try await offCooperativePool { try cluster.psql(database: name, sql) }
     }
 }
+
+/// Harness failures are the local cluster's errors: they say what to install or change.
+public typealias HarnessError = LocalPostgresError

@@ -1,3 +1,4 @@
+import FerryLocalPostgres
 import Foundation
 import Logging
 import NIOSSL
@@ -31,21 +32,24 @@ public enum PostgresServerVariant: String, Sendable, CaseIterable, Hashable {
 /// process crashes or is killed: a detached reaper watches the test process.
 public final class PostgresServer: Sendable {
     public let variant: PostgresServerVariant
-    public let installation: PostgresInstallation
+    /// The cluster itself: directories, port, postmaster.
+    public let cluster: LocalPostgres
     /// Host name to use in connection strings (matches the TLS certificate).
     public let host = "localhost"
-    public let port: Int
-    /// The bootstrap superuser.
-    public let superuser = "ferry"
     /// The superuser's password (ignored by `trust` servers, which accept any).
     public let password: String
-    public let baseDirectory: String
-    public let dataDirectory: String
-    public let socketDirectory: String
-    public let logPath: String
     /// The CA certificate that signed the server certificate (TLS variant only).
     public let caCertificatePath: String?
-    let postmasterPID: Int32
+
+    public var installation: PostgresInstallation { cluster.installation }
+    public var port: Int { cluster.port }
+    /// The bootstrap superuser.
+    public var superuser: String { cluster.superuser }
+    public var baseDirectory: String { cluster.baseDirectory }
+    public var dataDirectory: String { cluster.dataDirectory }
+    public var socketDirectory: String { cluster.socketDirectory }
+    public var logPath: String { cluster.logPath }
+    var postmasterPID: Int32 { cluster.postmasterPID }
 
     /// Settings every harness server runs with.
     public static let settings: [(String, String)] = [
@@ -64,18 +68,11 @@ public final class PostgresServer: Sendable {
         ("log_min_messages", "warning"),
     ]
 
-    private init(variant: PostgresServerVariant, installation: PostgresInstallation, port: Int, password: String,
-                 baseDirectory: String, caCertificatePath: String?, postmasterPID: Int32) {
+    private init(variant: PostgresServerVariant, cluster: LocalPostgres, password: String, caCertificatePath: String?) {
         self.variant = variant
-        self.installation = installation
-        self.port = port
+        self.cluster = cluster
         self.password = password
-        self.baseDirectory = baseDirectory
-        self.dataDirectory = baseDirectory + "/data"
-        self.socketDirectory = baseDirectory + "/socket"
-        self.logPath = baseDirectory + "/postgres.log"
         self.caCertificatePath = caCertificatePath
-        self.postmasterPID = postmasterPID
     }
 
     // MARK: Connecting
@@ -170,73 +167,27 @@ public final class PostgresServer: Sendable {
 
     // MARK: Lifecycle
 
+    /// TLS files, relative to the data directory (the certificates are made in `<base>/tls`).
+    static let tlsSettings = ["ssl = on", "ssl_cert_file = '../tls/server.crt'", "ssl_key_file = '../tls/server.key'",
+                              "ssl_ca_file = '../tls/ca.crt'"]
+
     /// Initialises and starts a server. Blocking: call it off the cooperative pool.
     static func start(_ variant: PostgresServerVariant, installation: PostgresInstallation) throws -> PostgresServer {
-        let base = try makeBaseDirectory(variant)
-        // Whatever happens to this process from here on, the reaper stops the postmaster (if
-        // one runs) and removes the directory.
-        try spawnReaper(baseDirectory: base)
-        do {
-            return try start(variant, installation: installation, base: base)
-        } catch {
-            let log = (try? String(contentsOfFile: base + "/postgres.log", encoding: .utf8)) ?? ""
-            try? FileManager.default.removeItem(atPath: base)
-            if log.isEmpty { throw error }
-            throw HarnessError("\(error)\n--- postgres.log ---\n\(log.suffix(4000))")
-        }
-    }
-
-    private static func start(_ variant: PostgresServerVariant, installation: PostgresInstallation, base: String) throws -> PostgresServer {
-        let data = base + "/data", socket = base + "/socket", log = base + "/postgres.log"
         let password = "ferry-" + UUID().uuidString.replacingOccurrences(of: "-", with: "").prefix(16).lowercased()
-        try FileManager.default.createDirectory(atPath: socket, withIntermediateDirectories: true)
-
-        var caCertificatePath: String?
-        if variant == .tlsSCRAM {
-            caCertificatePath = try TestCertificates.make(in: base + "/tls")
-        }
-        try Subprocess.handToServerUser(base)
-
-        try Subprocess.run(installation.path("initdb"), [
-            "-D", data, "-U", "ferry", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync", "--no-instructions",
-        ], asServerUser: true, workingDirectory: base)
-
         var lines = settings.map { "\($0.0) = '\($0.1)'" }
         if variant == .walLevelReplica { lines.append("wal_level = 'replica'") }
-        lines.append("listen_addresses = '127.0.0.1'")
-        lines.append("unix_socket_directories = '\(socket)'")
         switch variant {
         case .md5: lines.append("password_encryption = 'md5'")
         case .trust, .scram, .tlsSCRAM, .walLevelReplica: lines.append("password_encryption = 'scram-sha-256'")
         }
-        if variant == .tlsSCRAM {
-            lines += ["ssl = on", "ssl_cert_file = '\(base)/tls/server.crt'", "ssl_key_file = '\(base)/tls/server.key'",
-                      "ssl_ca_file = '\(base)/tls/ca.crt'"]
+        var caCertificatePath: String?
+        let cluster = try LocalPostgres.start(name: variant.rawValue, installation: installation, superuser: "ferry",
+                                              settings: variant == .tlsSCRAM ? lines + tlsSettings : lines,
+                                              hba: hbaRules(variant)) { base in
+            guard variant == .tlsSCRAM else { return }
+            caCertificatePath = try TestCertificates.make(in: base + "/tls")
         }
-        try appendFile(data + "/postgresql.conf", lines.joined(separator: "\n") + "\n")
-        try writeFile(data + "/pg_hba.conf", hbaRules(variant))
-
-        // A free port can be taken between finding and binding it: retry on that race.
-        var lastError: (any Error)?
-        for _ in 0..<5 {
-            let port = try Subprocess.freeLoopbackPort()
-            do {
-                try Subprocess.run(installation.path("pg_ctl"), [
-                    "-D", data, "-l", log, "-w", "-t", "60", "-o", "-p \(port)", "start",
-                ], asServerUser: true, workingDirectory: base)
-            } catch {
-                lastError = error
-                continue
-            }
-            let pidLine = try String(contentsOfFile: data + "/postmaster.pid", encoding: .utf8)
-                .split(separator: "\n").first.flatMap { Int32($0) }
-            guard let pid = pidLine else { throw HarnessError("postmaster.pid in \(data) has no PID") }
-            let server = PostgresServer(variant: variant, installation: installation, port: port, password: password,
-                                        baseDirectory: base, caCertificatePath: caCertificatePath, postmasterPID: pid)
-            LiveServers.register(server)
-            return server
-        }
-        throw HarnessError("PostgreSQL did not start on a free loopback port after 5 tries: \(lastError.map { "\($0)" } ?? "")")
+        return PostgresServer(variant: variant, cluster: cluster, password: password, caCertificatePath: caCertificatePath)
     }
 
     /// Sets the superuser's password (hashed by the variant's `password_encryption`).
@@ -268,38 +219,7 @@ public final class PostgresServer: Sendable {
 
     /// Stops the server at once (immediate shutdown) and removes its directory.
     public func stop() {
-        LiveServers.unregister(self)
-        Self.stopNow(pid: postmasterPID, baseDirectory: baseDirectory)
-    }
-
-    static func stopNow(pid: Int32, baseDirectory: String) {
-        if kill(pid, SIGQUIT) == 0 {
-            for _ in 0..<200 where kill(pid, 0) == 0 { usleep(25_000) }
-        }
-        try? FileManager.default.removeItem(atPath: baseDirectory)
-    }
-
-    /// A detached shell that waits for the test process to end, then stops the server and
-    /// removes its directory: covers crashes, `kill -9` and interrupts of the test run.
-    private static func spawnReaper(baseDirectory: String) throws {
-        let script = """
-        while kill -0 "$1" 2>/dev/null; do sleep 0.5; done
-        pid=$(head -n 1 "$2/data/postmaster.pid" 2>/dev/null)
-        if [ -n "$pid" ] && kill -QUIT "$pid" 2>/dev/null; then
-          i=0; while kill -0 "$pid" 2>/dev/null && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done
-        fi
-        rm -rf "$2"
-        """
-        try Subprocess.spawnDetached("/bin/sh", ["-c", script, "ferry-pg-reaper", "\(getpid())", baseDirectory])
-    }
-
-    private static func makeBaseDirectory(_ variant: PostgresServerVariant) throws -> String {
-        var template = Array("/tmp/ferry-pg-\(variant.rawValue)-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        guard made != nil else { throw HarnessError("could not create a temporary directory under /tmp (errno \(errno))") }
-        let path = String(decoding: template.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        chmod(path, 0o700)
-        return path
+        cluster.stop()
     }
 }
 
@@ -332,42 +252,6 @@ extension PostgresConnection {
     /// The first column of the first row as text (NULL as nil).
     public func scalar(sql: String) async throws -> String? {
         try await rows(sql: sql).first?.first ?? nil
-    }
-}
-
-func writeFile(_ path: String, _ text: String) throws {
-    try text.write(toFile: path, atomically: false, encoding: .utf8)
-}
-
-func appendFile(_ path: String, _ text: String) throws {
-    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
-    defer { try? handle.close() }
-    try handle.seekToEnd()
-    try handle.write(contentsOf: Data(text.utf8))
-}
-
-/// Servers started by this process, stopped by an `atexit` handler on normal exit.
-enum LiveServers {
-    private static let servers = Mutex<[ObjectIdentifier: (pid: Int32, base: String)]>([:])
-    private static let installExitHandler: Void = {
-        atexit { LiveServers.stopAll() }
-    }()
-
-    static func register(_ server: PostgresServer) {
-        _ = installExitHandler
-        servers.withLock { $0[ObjectIdentifier(server)] = (server.postmasterPID, server.baseDirectory) }
-    }
-
-    static func unregister(_ server: PostgresServer) {
-        _ = servers.withLock { $0.removeValue(forKey: ObjectIdentifier(server)) }
-    }
-
-    static func stopAll() {
-        let all = servers.withLock { servers in
-            defer { servers.removeAll() }
-            return Array(servers.values)
-        }
-        for server in all { PostgresServer.stopNow(pid: server.pid, baseDirectory: server.base) }
     }
 }
 

@@ -1,3 +1,4 @@
+import FerryLocalPostgres
 import Foundation
 
 /// A certificate authority and a server certificate for `localhost`, made with the
@@ -11,13 +12,13 @@ public enum TestCertificates {
             throw HarnessError("`openssl` is needed to make the TLS test certificates: apt-get install -y openssl (scripts/test does this)")
         }
         let ca = directory + "/ca", server = directory + "/server"
-        try writeFile(directory + "/server.ext", """
+        try String("""
         basicConstraints = critical, CA:FALSE
         keyUsage = critical, digitalSignature, keyEncipherment
         extendedKeyUsage = serverAuth
         subjectAltName = DNS:localhost, IP:127.0.0.1, IP:::1
 
-        """)
+        """).write(toFile: directory + "/server.ext", atomically: false, encoding: .utf8)
         try Subprocess.run(openssl, [
             "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
             "-keyout", ca + ".key", "-out", ca + ".crt", "-days", "3", "-sha256",

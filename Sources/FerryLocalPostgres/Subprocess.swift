@@ -3,26 +3,27 @@ import Foundation
 import Glibc
 #endif
 
-/// Runs a program to completion, capturing what it printed, optionally as another OS user.
+/// Runs a program to completion, capturing what it printed, optionally as the OS user that
+/// local PostgreSQL servers run as.
 ///
 /// Output goes to a temporary file rather than a pipe so that a daemon started by the
 /// program (as `pg_ctl start` does) cannot keep the caller waiting on an open pipe.
 public struct Subprocess {
-    struct Failure: Error, CustomStringConvertible {
+    public struct Failure: Error, CustomStringConvertible {
         let command: String
         let status: Int32
         let output: String
-        var description: String { "`\(command)` exited with status \(status):\n\(output)" }
+        public var description: String { "`\(command)` exited with status \(status):\n\(output)" }
     }
 
-    struct Result {
-        let status: Int32
-        let output: String
+    public struct Result: Sendable {
+        public let status: Int32
+        public let output: String
     }
 
     /// The OS user the PostgreSQL servers run as: PostgreSQL refuses to run as root.
     /// Nil when the tests do not run as root (the servers then run as the current user).
-    static let serverUser: String? = {
+    public static let serverUser: String? = {
         guard geteuid() == 0 else { return nil }
         if let chosen = ProcessInfo.processInfo.environment["FERRY_TEST_PG_OS_USER"], !chosen.isEmpty {
             return chosen
@@ -32,7 +33,7 @@ public struct Subprocess {
     }()
 
     @discardableResult
-    static func run(
+    public static func run(
         _ executable: String,
         _ arguments: [String],
         asServerUser: Bool = false,
@@ -80,9 +81,9 @@ public struct Subprocess {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        guard GlibcSpawnExtensions.addCloseFrom(&actions, 3) == 0 else { throw HarnessError("posix_spawn_file_actions_addclosefrom_np failed") }
+        guard GlibcSpawnExtensions.addCloseFrom(&actions, 3) == 0 else { throw LocalPostgresError("posix_spawn_file_actions_addclosefrom_np failed") }
         if let workingDirectory, GlibcSpawnExtensions.addChdir(&actions, workingDirectory) != 0 {
-            throw HarnessError("posix_spawn_file_actions_addchdir_np(\(workingDirectory)) failed")
+            throw LocalPostgresError("posix_spawn_file_actions_addchdir_np(\(workingDirectory)) failed")
         }
 
         var attributes = posix_spawnattr_t()
@@ -107,7 +108,7 @@ public struct Subprocess {
         var pid = pid_t()
         let result = posix_spawn(&pid, executable, &actions, &attributes, argv, envp)
         guard result == 0 else {
-            throw HarnessError("could not start \(executable): \(String(cString: strerror(result)))")
+            throw LocalPostgresError("could not start \(executable): \(String(cString: strerror(result)))")
         }
         return pid
     }
@@ -115,14 +116,14 @@ public struct Subprocess {
     private static func waitForExit(_ pid: pid_t) throws -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
-            guard errno == EINTR else { throw HarnessError("waitpid(\(pid)) failed (errno \(errno))") }
+            guard errno == EINTR else { throw LocalPostgresError("waitpid(\(pid)) failed (errno \(errno))") }
         }
         let signal = status & 0x7F
         return signal == 0 ? (status >> 8) & 0xFF : 128 + signal
     }
 
     /// Changes the owner of a path (recursively) to the server user, when there is one.
-    static func handToServerUser(_ path: String) throws {
+    public static func handToServerUser(_ path: String) throws {
         guard let user = serverUser else { return }
         try run("/bin/chown", ["-R", "\(user):", path])
     }
@@ -130,7 +131,7 @@ public struct Subprocess {
     /// A TCP port on loopback that was free a moment ago.
     public static func freeLoopbackPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw HarnessError("could not open a socket to find a free port (errno \(errno))") }
+        guard fd >= 0 else { throw LocalPostgresError("could not open a socket to find a free port (errno \(errno))") }
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -139,12 +140,12 @@ public struct Subprocess {
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw HarnessError("could not bind a loopback socket to find a free port (errno \(errno))") }
+        guard bound == 0 else { throw LocalPostgresError("could not bind a loopback socket to find a free port (errno \(errno))") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let named = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
-        guard named == 0 else { throw HarnessError("getsockname failed (errno \(errno))") }
+        guard named == 0 else { throw LocalPostgresError("getsockname failed (errno \(errno))") }
         return Int(UInt16(bigEndian: address.sin_port))
     }
 }
@@ -177,8 +178,8 @@ enum GlibcSpawnExtensions {
     }
 }
 
-/// A harness failure: says what went wrong and what to install or change.
-public struct HarnessError: Error, CustomStringConvertible {
+/// A failure to run a local PostgreSQL: says what went wrong and what to install or change.
+public struct LocalPostgresError: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

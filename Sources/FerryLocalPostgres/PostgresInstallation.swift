@@ -53,11 +53,11 @@ public struct PostgresInstallation: Sendable {
                                         versionString: version.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         let looked = rejected.isEmpty ? "no candidate directory found" : rejected.joined(separator: "; ")
-        throw HarnessError("No usable PostgreSQL server binaries (\(looked)). \(installHint)")
+        throw LocalPostgresError("No usable PostgreSQL server binaries (\(looked)). \(installHint)")
     }
 
     /// "postgres (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)" → 15
-    static func parseMajorVersion(_ text: String) -> Int? {
+    public static func parseMajorVersion(_ text: String) -> Int? {
         guard let range = text.range(of: "(PostgreSQL) ") else { return nil }
         let digits = text[range.upperBound...].prefix(while: \.isNumber)
         return Int(digits)
