@@ -16,10 +16,22 @@ extension Ferry {
             """
         )
 
-        @Option(help: "Source connection string (libpq URI or key=value; PG* variables apply).")
-        var source: String
+        @Option(help: ArgumentHelp(
+            "YAML file with the settings of ferry run (flags given on the command line override the file).",
+            discussion: """
+            Keys: name, source, tables, publication, slot, snapshot, snapshot_parallelism, once, state, \
+            admin, log_level, destinations (a list of destination URLs). ${VAR} and ${VAR:-default} in \
+            any value are taken from the environment; $$ is a literal $. A flag given on the command \
+            line wins over the file's value; --to and --tables replace the file's lists rather than \
+            adding to them.
+            """,
+            valueName: "path"))
+        var config: String?
 
-        @Option(name: .customLong("to"), help: "Destination: \(DestinationURL.supported). Repeat for several.")
+        @Option(help: "Source connection string (libpq URI or key=value; PG* variables apply). Required unless --config gives one.")
+        var source: String?
+
+        @Option(name: .customLong("to"), help: "Destination: \(DestinationURL.supported). Repeat for several (default sqlite:./ferry-replica.db).")
         var destinations: [String] = []
 
         @Option(help: "Tables to replicate: schema.table or schema.*, comma-separated; repeatable.")
@@ -31,52 +43,94 @@ extension Ferry {
         @Option(help: "Replication slot to use or create (default ferry_<name>).")
         var slot: String?
 
-        @Option(help: "Pipeline name: names the slot, the publication and the saved state.")
-        var name: String = "main"
+        @Option(help: "Pipeline name: names the slot, the publication and the saved state (default \(RunSettings.defaultName)).")
+        var name: String?
 
-        @Option(help: "initial (copy the tables, then stream) or never (stream only).")
-        var snapshot: String = "initial"
+        @Option(help: "initial (copy the tables, then stream; the default) or never (stream only).")
+        var snapshot: String?
 
-        @Option(name: .customLong("snapshot-parallelism"), help: "Connections copying tables in parallel.")
-        var snapshotParallelism: Int = 4
+        @Option(name: .customLong("snapshot-parallelism"), help: "Connections copying tables in parallel (default 4).")
+        var snapshotParallelism: Int?
 
-        @Flag(help: "Stop once caught up with the WAL position current at start (cron-style sync).")
-        var once = false
+        @Flag(inversion: .prefixedNo,
+              help: "Stop once caught up with the WAL position current at start (cron-style sync); --no-once overrides the file.")
+        var once: Bool?
 
-        @Option(help: "Where the pipeline keeps its state (snapshot progress, positions).")
-        var state: String = "./ferry-state.db"
+        @Option(help: "Where the pipeline keeps its state: snapshot progress, positions (default \(RunSettings.defaultStatePath)).")
+        var state: String?
 
-        @Option(help: "Admin HTTP server HOST:PORT, or off (the server arrives with the operations issue).")
-        var admin: String = "127.0.0.1:9187"
+        @Option(help: "Admin HTTP server HOST:PORT, or off (default \(AdminAddress.default); the server arrives with the operations issue).")
+        var admin: String?
 
-        @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
-        var logLevel: String = "info"
+        @Option(name: .customLong("log-level"), help: "trace, debug, info (the default), notice, warning, error or critical.")
+        var logLevel: String?
 
         func validate() throws {
-            guard PipelineConfiguration.SnapshotMode(rawValue: snapshot) != nil else {
+            if source == nil && config == nil {
+                throw ValidationError("Missing expected argument '--source <source>' (or give --config with a source: setting)")
+            }
+            if let snapshot, PipelineConfiguration.SnapshotMode(rawValue: snapshot) == nil {
                 throw ValidationError("--snapshot must be initial or never, not \(snapshot)")
             }
-            guard Logger.Level(rawValue: logLevel) != nil else {
+            if let snapshotParallelism, snapshotParallelism < 1 {
+                throw ValidationError("--snapshot-parallelism must be at least 1, not \(snapshotParallelism)")
+            }
+            if let logLevel, Logger.Level(rawValue: logLevel) == nil {
                 throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
             }
-            if admin != "off" && admin.split(separator: ":").count != 2 {
+            if let admin, AdminAddress(admin) == nil {
                 throw ValidationError("--admin must be HOST:PORT or off, not \(admin)")
             }
         }
 
+        /// The settings to run with: each flag given, else the config file's value, else the default.
+        /// `environment` fills `${…}` in the config file.
+        func settings(environment: [String: String]) throws -> RunSettings {
+            let file = try config.map { try ConfigFile.load(path: $0, environment: environment) } ?? ConfigFile(path: "")
+            let source: String
+            let sourceOrigin: String
+            if let flag = self.source {
+                (source, sourceOrigin) = (flag, "--source")
+            } else if let fromFile = file.source {
+                (source, sourceOrigin) = (fromFile, "\(file.path): source")
+            } else {
+                throw FerryError(.configuration, "\(file.path): source: missing (no source: setting and no --source flag)",
+                                 fix: "add source: postgres://user@host/db to \(file.path), or pass --source")
+            }
+            let flagTables = tables.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+                .filter { !$0.isEmpty }
+            let flagDestinations = try destinations.map(DestinationURL.init)
+            // One value per local: long `??` chains in a single call make the type checker crawl.
+            let name: String = self.name ?? file.name ?? RunSettings.defaultName
+            let tables: [String] = self.tables.isEmpty ? (file.tables ?? []) : flagTables
+            let publication: String? = self.publication ?? file.publication
+            let slot: String? = self.slot ?? file.slot
+            let flagSnapshot: PipelineConfiguration.SnapshotMode? = self.snapshot.flatMap { PipelineConfiguration.SnapshotMode(rawValue: $0) }
+            let snapshot: PipelineConfiguration.SnapshotMode = flagSnapshot ?? file.snapshot ?? .initial
+            let parallelism: Int = self.snapshotParallelism ?? file.snapshotParallelism ?? 4
+            let once: Bool = self.once ?? file.once ?? false
+            let statePath: String = self.state ?? file.state ?? RunSettings.defaultStatePath
+            let flagAdmin: AdminAddress? = self.admin.flatMap { AdminAddress($0) }
+            let admin: AdminAddress = flagAdmin ?? file.admin ?? .default
+            let flagLevel: Logger.Level? = self.logLevel.flatMap { Logger.Level(rawValue: $0) }
+            let logLevel: Logger.Level = flagLevel ?? file.logLevel ?? .info
+            let destinations: [DestinationURL] = flagDestinations.isEmpty ? (file.destinations ?? [DestinationURL.defaultReplica]) : flagDestinations
+            return RunSettings(
+                name: name, source: source, sourceOrigin: sourceOrigin, tables: tables, publication: publication, slot: slot,
+                snapshot: snapshot, snapshotParallelism: parallelism, once: once, statePath: statePath, admin: admin,
+                logLevel: logLevel, destinations: destinations)
+        }
+
         func run() async throws {
+            let settings = try settings(environment: ProcessInfo.processInfo.environment)
             var logger = Logger(label: "ferry")
-            logger.logLevel = Logger.Level(rawValue: logLevel) ?? .info
-            let source = try ConnectionConfiguration.parseUsingProcessEnvironment(self.source)
+            logger.logLevel = settings.logLevel
             let configuration = PipelineConfiguration(
-                name: name, source: source,
-                tables: tables.flatMap { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }.filter { !$0.isEmpty },
-                publication: publication, slot: slot,
-                snapshot: PipelineConfiguration.SnapshotMode(rawValue: snapshot) ?? .initial,
-                snapshotParallelism: snapshotParallelism, once: once)
-            let urls = try destinations.isEmpty ? [DestinationURL.defaultReplica] : destinations.map(DestinationURL.init)
-            let pipeline = try await PipelineAssembly.make(configuration: configuration, destinations: urls,
-                                                           statePath: state, logger: logger)
+                name: settings.name, source: try settings.connectionConfiguration(), tables: settings.tables,
+                publication: settings.publication, slot: settings.slot, snapshot: settings.snapshot,
+                snapshotParallelism: settings.snapshotParallelism, once: settings.once)
+            let pipeline = try await PipelineAssembly.make(configuration: configuration, destinations: settings.destinations,
+                                                           statePath: settings.statePath, logger: logger)
             let signals = SignalStop { [stopper = pipeline.stopper] in stopper.requestStop() }
             defer { signals.cancel() }
             try await pipeline.run()
