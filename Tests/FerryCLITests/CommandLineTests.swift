@@ -15,7 +15,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [["check"], ["status"], ["slot", "list"], ["slot", "drop"], ["demo"]] as [[String]])
+    @Test(arguments: [["check"], ["status"], ["slot", "list"], ["slot", "drop"]] as [[String]])
     func unfinishedCommandsSaySoAndFail(_ arguments: [String]) async throws {
         var command = try Ferry.parseAsRoot(arguments)
         do {

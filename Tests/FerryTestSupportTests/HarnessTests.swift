@@ -127,7 +127,7 @@ import Testing
 @Suite struct HarnessSupportTests {
     @Test func eventuallyReturnsAsSoonAsTheConditionHolds() async throws {
         let counter = Counter()
-        let value = try await eventually("third poll", timeout: .seconds(5), interval: .milliseconds(1)) { () -> Int? in
+        let value = try await eventually("third poll", timeout: .seconds(60), interval: .milliseconds(1)) { () -> Int? in
             let n = counter.increment()
             return n >= 3 ? n : nil
         }
