@@ -91,14 +91,14 @@ actor MemoryStateStore: StateStore {
             // First run: creates the publication and slot, streams until stopped.
             let first = Pipeline(configuration: try configuration(database), destinations: [destination], state: state, logger: logger)
             let running = Task { try await first.run() }
-            try await eventually("the slot to exist", timeout: .seconds(20)) {
+            try await eventually("the slot to exist", timeout: .seconds(120)) {
                 try await database.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_\(database.name)' AND active") == "1"
             }
             let big = String(repeating: "x", count: 9000)
             try await database.psql("INSERT INTO items VALUES (1, 'a', 1.50, '\(big)'), (2, 'b', 2.25, 'small')")
             try await database.psql("UPDATE items SET price = 9.99 WHERE id = 1")
             try await database.psql("DELETE FROM items WHERE id = 2")
-            try await eventually("three transactions", timeout: .seconds(20)) { destination.committed.count >= 3 }
+            try await eventually("three transactions", timeout: .seconds(120)) { destination.committed.count >= 3 }
             first.stopper.requestStop()
             try await running.value
 
@@ -140,14 +140,14 @@ actor MemoryStateStore: StateStore {
             var logger = Logger(label: "test"); logger.logLevel = .warning
             let pipeline = Pipeline(configuration: try configuration(database), destinations: [destination], state: MemoryStateStore(), logger: logger)
             let running = Task { try await pipeline.run() }
-            try await eventually("the slot to be active", timeout: .seconds(20)) {
+            try await eventually("the slot to be active", timeout: .seconds(120)) {
                 try await database.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_\(database.name)' AND active") == "1"
             }
             try await database.psql("INSERT INTO t VALUES (1, 'x')")
             try await database.psql("ALTER TABLE t ADD COLUMN b int; ALTER TABLE t RENAME COLUMN a TO a2")
             try await database.psql("INSERT INTO t VALUES (2, 'y', 7)")
             do {
-                try await eventually("two transactions", timeout: .seconds(20)) { destination.committed.count >= 2 }
+                try await eventually("two transactions", timeout: .seconds(120)) { destination.committed.count >= 2 }
             } catch {
                 pipeline.stopper.requestStop()
                 try await running.value

@@ -28,6 +28,11 @@ public protocol StateStore: Sendable {
 /// What a pipeline remembers about itself.
 public struct PipelineRecord: Sendable, Hashable {
     public enum SnapshotPhase: String, Sendable, Hashable {
+        /// Recorded just before the slot is created: if the process dies before the next
+        /// phase is saved, the slot (if it was created) delivered nothing yet, and the next
+        /// start drops it and begins again — instead of mistaking it for a user's slot and
+        /// skipping the snapshot.
+        case creatingSlot = "creating_slot"
         /// The slot exists; the snapshot has not finished.
         case copying
         /// Every table was copied; the pipeline streams.

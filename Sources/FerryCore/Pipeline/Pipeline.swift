@@ -66,7 +66,17 @@ public final class Pipeline {
         }
 
         var record = try await state.pipeline(named: configuration.name)
-        let slotState = try await SourceSetup.slotState(configuration.slotName, on: replication)
+        var slotState = try await SourceSetup.slotState(configuration.slotName, on: replication)
+        if let interrupted = record, interrupted.snapshot == .creatingSlot {
+            // The last start died between creating the slot and recording it: nothing was
+            // delivered from that slot, so drop it (it is ours) and begin again.
+            if slotState != nil {
+                logger.warning("dropping slot \(interrupted.slot) left by an interrupted start; taking the snapshot again")
+                try await replication.dropReplicationSlot(interrupted.slot, wait: true)
+                slotState = nil
+            }
+            record = nil
+        }
         if var existing = record {
             guard let slotState else {
                 throw FerryError(.slotLost,
@@ -85,13 +95,16 @@ public final class Pipeline {
                 try await state.savePipeline(existing)
             }
             record = existing
-        } else if slotState != nil {
+        } else if let slotState {
             logger.warning("slot \(configuration.slotName) already exists and this pipeline has no state: streaming from its position without a snapshot")
             record = PipelineRecord(name: configuration.name, slot: configuration.slotName, publication: publication,
-                                    consistentPoint: slotState?.confirmedFlush ?? .invalid, snapshot: .skipped, tables: configuration.tables)
+                                    consistentPoint: slotState.confirmedFlush ?? .invalid, snapshot: .skipped, tables: configuration.tables)
             try await state.savePipeline(record!)
         } else {
             let snapshot = configuration.snapshot == .initial
+            try await state.savePipeline(PipelineRecord(name: configuration.name, slot: configuration.slotName,
+                                                        publication: publication, consistentPoint: .invalid,
+                                                        snapshot: .creatingSlot, tables: configuration.tables))
             let created = try await replication.createReplicationSlot(configuration.slotName, snapshot: snapshot ? .export : .nothing)
             var fresh = PipelineRecord(name: configuration.name, slot: created.name, publication: publication,
                                        consistentPoint: created.consistentPoint, snapshot: snapshot ? .copying : .skipped,
