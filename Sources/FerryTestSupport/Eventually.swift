@@ -15,7 +15,7 @@ public struct TimedOut: Error, CustomStringConvertible {
 @discardableResult
 public func eventually<T: Sendable>(
     _ what: String = "condition",
-    timeout: Duration = .seconds(10),
+    timeout: Duration = .seconds(60),
     interval: Duration = .milliseconds(25),
     _ condition: () async throws -> T?
 ) async throws -> T {
@@ -37,7 +37,7 @@ public func eventually<T: Sendable>(
 /// Polls a boolean condition until it is true, or throws `TimedOut`.
 public func eventually(
     _ what: String = "condition",
-    timeout: Duration = .seconds(10),
+    timeout: Duration = .seconds(60),
     interval: Duration = .milliseconds(25),
     _ condition: () async throws -> Bool
 ) async throws {

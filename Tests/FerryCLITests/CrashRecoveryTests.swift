@@ -598,7 +598,7 @@ private final class CrashChild: @unchecked Sendable {
     func kill9() async throws -> Int32 {
         if let status = poll() { return status }
         kill(pid, SIGKILL)
-        return try await waitForExit(timeout: .seconds(10))
+        return try await waitForExit(timeout: .seconds(60))
     }
 
     func killAndReap() {

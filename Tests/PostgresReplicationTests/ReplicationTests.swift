@@ -295,7 +295,7 @@ import Testing
             // Do not consume: the socket must stop being read, and status updates must go on.
             try await eventually("the receive buffer to fill and reading to pause") { replication.inbound.isReadingPaused }
             var replyTimes = Set<String>()
-            try await eventually("three distinct status updates while paused", timeout: .seconds(10)) {
+            try await eventually("three distinct status updates while paused", timeout: .seconds(60)) {
                 if let reply = try await source.scalar("SELECT reply_time::text FROM pg_stat_replication WHERE application_name = 'ferry'") {
                     replyTimes.insert(reply)
                 }

@@ -56,7 +56,17 @@ public final class Pipeline {
         let startPosition = try await replication.identifySystem().xlogPosition
         try await replication.simpleQuery(Self.sessionSettings)
         let registry = try TypeRegistry(rows: try await replication.query(TypeRegistry.query(serverVersionNumber: replication.serverVersionNumber)))
-        let publication = try await SourceSetup.ensurePublication(configuration, on: replication, logger: logger)
+        // The publication is created on a normal connection of its own: a walsender that ran
+        // CREATE PUBLICATION itself was seen to stream none of the publication's changes.
+        let setup = try await PGConnection.connect(configuration.source, replication: nil, logger: logger)
+        let publication: String
+        do {
+            publication = try await SourceSetup.ensurePublication(configuration, on: setup, logger: logger)
+            await setup.close()
+        } catch {
+            await setup.close()
+            throw error
+        }
 
         var lanes: [DestinationLane] = []
         for destination in destinations {
