@@ -41,7 +41,7 @@ extension Ferry {
 
             say("ferry demo: starting a throwaway PostgreSQL…")
             let installation = try PostgresInstallation.locate()
-            let cluster = try await blocking {
+            let cluster = try await offCooperativePool {
                 try LocalPostgres.start(name: "demo", installation: installation, settings: [
                     "wal_level = 'logical'", "max_replication_slots = 10", "max_wal_senders = 10",
                     "shared_buffers = '128MB'", "fsync = off", "timezone = 'UTC'",
@@ -54,7 +54,7 @@ extension Ferry {
 
             say("ferry demo: \(installation.versionString.prefix(40)) on port \(cluster.port); creating a shop with \(rows) orders…")
             let schema = DemoShop.schema(orders: rows)
-            try await blocking {
+            try await offCooperativePool {
                 try cluster.psql(database: "postgres", "CREATE DATABASE shop")
                 try cluster.psql(database: "shop", schema)
             }
@@ -104,12 +104,6 @@ extension Ferry {
     }
 }
 
-/// Runs blocking work (initdb, psql) on a Dispatch thread, keeping the cooperative pool free.
-func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
-    }
-}
 
 /// The demo's data and workload.
 enum DemoShop {

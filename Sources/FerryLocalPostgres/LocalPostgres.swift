@@ -189,3 +189,11 @@ enum LiveClusters {
         for cluster in all { LocalPostgres.stopNow(pid: cluster.pid, baseDirectory: cluster.base) }
     }
 }
+
+/// Runs blocking work (process launches such as initdb and psql, file I/O) on a Dispatch
+/// thread, keeping Swift concurrency's small cooperative pool free.
+public func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global().async { continuation.resume(with: Result { try work() }) }
+    }
+}

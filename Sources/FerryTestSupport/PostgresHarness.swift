@@ -104,15 +104,6 @@ public func withTestDatabase<T: Sendable>(
     }
 }
 
-/// Runs blocking work (process launches, file I/O) on a Dispatch thread, keeping the
-/// cooperative pool free.
-func offCooperativePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async {
-            continuation.resume(with: Result { try work() })
-        }
-    }
-}
 
 extension TestDatabase {
     /// Runs a SQL script with `psql` over the server's Unix socket as the superuser, as one

@@ -31,22 +31,6 @@ final class InboundBuffer<Element: Sendable>: Sendable {
         self.resumeReading = resumeReading
     }
 
-    /// Producer side. Returns whether the producer may keep reading.
-    @discardableResult
-    func append(_ element: Element, bytes: Int) -> Bool {
-        let (waiter, keepReading) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
-            guard state.terminal == nil else { return (nil, false) }
-            state.elements.append(element)
-            state.bytes += bytes
-            if state.bytes >= highWatermark { state.readingPaused = true }
-            let waiter = state.waiter
-            state.waiter = nil
-            return (waiter, !state.readingPaused)
-        }
-        waiter?.resume()
-        return keepReading
-    }
-
     /// Producer side: appends several elements under one lock. Returns whether the producer
     /// may keep reading.
     @discardableResult
