@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryCore
 import Foundation
 import PGOutput
 import PostgresReplication
@@ -12,16 +13,77 @@ extension Ferry {
         )
 
         struct List: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "List the replication slots of a source.")
+            static let configuration = CommandConfiguration(abstract: "List the replication slots of a source with their lag and WAL status.")
+
+            @Option(help: "Source connection string (libpq URI or key=value; PG* variables apply).")
+            var source: String
+
+            @Flag(help: "Print the slots as JSON.")
+            var json = false
+
             func run() async throws {
-                throw NotYetAvailable(command: "ferry slot list", landsWith: "the operations issue")
+                let connection = try await PGConnection.connect(try ConnectionConfiguration.parseUsingProcessEnvironment(source), replication: nil)
+                let slots: [SlotInfo]
+                do {
+                    slots = try await SlotInventory.list(on: connection)
+                    await connection.close()
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+                if json {
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                    FileHandle.standardOutput.write(try encoder.encode(slots))
+                    FileHandle.standardOutput.write(Data("\n".utf8))
+                    return
+                }
+                print(Self.render(slots))
+            }
+
+            static func columns(_ slot: SlotInfo) -> [String] {
+                let active: String = slot.active ? "pid " + (slot.activePID.map { String($0) } ?? "?") : "no"
+                let lag: String = slot.lagBytes.map { Preflight.bytes($0) } ?? ""
+                let safe: String = slot.safeWALSize.map { Preflight.bytes($0) } ?? ""
+                let plugin: String = slot.plugin ?? slot.type
+                return [slot.name, plugin, slot.database ?? "", active, lag, slot.walStatus ?? "", safe, slot.confirmedFlush ?? ""]
+            }
+
+            static func render(_ slots: [SlotInfo]) -> String {
+                guard !slots.isEmpty else { return "no replication slots" }
+                let header = ["SLOT", "PLUGIN", "DATABASE", "ACTIVE", "LAG", "WAL_STATUS", "SAFE_WAL_SIZE", "CONFIRMED_FLUSH"]
+                let rows: [[String]] = slots.map(Self.columns)
+                let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+                return ([header] + rows).map { row in
+                    row.enumerated().map { $0.element.padding(toLength: widths[$0.offset], withPad: " ", startingAt: 0) }
+                        .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+                }.joined(separator: "\n")
             }
         }
 
         struct Drop: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Drop a replication slot.")
+            static let configuration = CommandConfiguration(
+                abstract: "Drop a replication slot (it stops pinning WAL; a pipeline using it must re-snapshot).")
+
+            @Argument(help: "The slot to drop.")
+            var slot: String
+
+            @Option(help: "Source connection string (libpq URI or key=value; PG* variables apply).")
+            var source: String
+
+            @Flag(help: "If the slot is in use, terminate the walsender holding it first.")
+            var force = false
+
             func run() async throws {
-                throw NotYetAvailable(command: "ferry slot drop", landsWith: "the operations issue")
+                let connection = try await PGConnection.connect(try ConnectionConfiguration.parseUsingProcessEnvironment(source), replication: nil)
+                do {
+                    try await SlotInventory.drop(slot, terminateActive: force, on: connection)
+                    await connection.close()
+                } catch {
+                    await connection.close()
+                    throw error
+                }
+                print("dropped replication slot \(slot)")
             }
         }
     }

@@ -15,7 +15,7 @@ import Testing
         }
     }
 
-    @Test(arguments: [["check"], ["status"], ["slot", "list"], ["slot", "drop"]] as [[String]])
+    @Test(arguments: [["status"]] as [[String]])
     func unfinishedCommandsSaySoAndFail(_ arguments: [String]) async throws {
         var command = try Ferry.parseAsRoot(arguments)
         do {
@@ -29,6 +29,48 @@ import Testing
             #expect(error.description.contains("not yet available"))
             #expect(error.command == "ferry " + arguments.joined(separator: " "))
             #expect(Ferry.exitCode(for: error) != .success)
+        }
+    }
+}
+
+@Suite struct CheckCommandTests {
+    @Test func checkAgainstAServerWithoutLogicalWALPrintsTheFixAndFails() async throws {
+        try await withTestDatabase(.walLevelReplica, prefix: "checkcli") { database in
+            let executable = try FerryExecutable.path()
+            let result = try await offCooperativePool {
+                try Subprocess.run(executable, ["check", "--source", database.url], check: false)
+            }
+            #expect(result.status == 2, "\(result.output)")
+            #expect(result.output.contains("ERROR   wal_level: wal_level = replica"), "\(result.output)")
+            #expect(result.output.contains("fix: self-hosted: ALTER SYSTEM SET wal_level = logical"), "\(result.output)")
+            #expect(result.output.contains("result: not ready"))
+
+            let json = try await offCooperativePool {
+                try Subprocess.run(executable, ["check", "--source", database.url, "--json"], check: false)
+            }
+            #expect(json.status == 2)
+            let decoded = try JSONDecoder().decode(PreflightReport.self, from: Data(json.output.utf8))
+            #expect(decoded.findings("wal_level").first?.severity == .error)
+        }
+    }
+
+    @Test func slotListAndDropFromTheCommandLine() async throws {
+        try await withTestDatabase(.trust, prefix: "slotcli") { database in
+            let slot = "cli_\(database.name)"
+            try await database.psql("SELECT pg_create_logical_replication_slot('\(slot)', 'pgoutput')")
+            let executable = try FerryExecutable.path()
+            let list = try await offCooperativePool { try Subprocess.run(executable, ["slot", "list", "--source", database.url]) }
+            #expect(list.output.contains("SLOT"))
+            #expect(list.output.split(separator: "\n").contains { $0.hasPrefix(slot + " ") && $0.contains("pgoutput") && $0.contains("reserved") },
+                    "\(list.output)")
+            let drop = try await offCooperativePool { try Subprocess.run(executable, ["slot", "drop", slot, "--source", database.url]) }
+            #expect(drop.output.contains("dropped replication slot \(slot)"))
+            #expect(try await database.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = '\(slot)'") == "0")
+            let again = try await offCooperativePool {
+                try Subprocess.run(executable, ["slot", "drop", slot, "--source", database.url], check: false)
+            }
+            #expect(again.status != 0)
+            #expect(again.output.contains("does not exist"), "\(again.output)")
         }
     }
 }
