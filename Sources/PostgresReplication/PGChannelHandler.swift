@@ -1,5 +1,6 @@
 import NIOCore
 import PostgresWire
+import Synchronization
 
 /// Frames the server's bytes into backend messages and hands them to the connection's
 /// `InboundBuffer`, holding socket reads while that buffer is full.
@@ -226,6 +227,7 @@ public final class ReplicationFeedback: Sendable {
     private let writtenValue = ManagedAtomicLSN()
     private let flushedValue = ManagedAtomicLSN()
     private let lastSentValue = ManagedAtomicLSN()
+    private let sentCount = Atomic<Int>(0)
 
     public init(flushed: LSN = .invalid) {
         flushedValue.raise(to: flushed)
@@ -242,10 +244,15 @@ public final class ReplicationFeedback: Sendable {
     public func confirmFlushed(_ lsn: LSN) { flushedValue.raise(to: lsn) }
 
     func received(_ lsn: LSN) { writtenValue.raise(to: lsn) }
-    func statusSent(_ flushed: LSN) { lastSentValue.raise(to: flushed) }
+    /// How many status updates were sent.
+    public var statusUpdatesSent: Int { sentCount.load(ordering: .relaxed) }
+
+    func statusSent(_ flushed: LSN) {
+        lastSentValue.raise(to: flushed)
+        sentCount.add(1, ordering: .relaxed)
+    }
 }
 
-import Synchronization
 
 final class ManagedAtomicLSN: Sendable {
     private let value = Atomic<UInt64>(0)

@@ -116,10 +116,19 @@ public final class ReplicationStream: AsyncSequence {
             case .copyData(let payload):
                 if let decoded = try decodeFrame(payload) { return decoded }
             case .copyDone:
-                // The server ended the stream (e.g. it is shutting down): finish the protocol.
-                try await connection.send(.copyDone)
-                try await drainUntilReady()
-                return nil
+                // The server ended the stream (it is shutting down): finish the protocol if it
+                // still listens, and say so — this is not the end the consumer asked for.
+                finished = true
+                try? await connection.send(.copyDone)
+                try? await drainUntilReady()
+                throw PGConnectionError(.connectionClosed, "the server ended the replication stream (it is shutting down or restarting)",
+                                        fix: "nothing to fix if the server restarts: reconnect and resume from the confirmed position")
+            case .commandComplete:
+                // A walsender that is shut down while caught up ends the COPY with CommandComplete
+                // alone, then exits.
+                finished = true
+                throw PGConnectionError(.connectionClosed, "the server ended the replication stream (it is shutting down or restarting)",
+                                        fix: "nothing to fix if the server restarts: reconnect and resume from the confirmed position")
             case .errorResponse(let fields):
                 finished = true
                 throw connection.serverError(fields)
