@@ -22,6 +22,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
         .package(url: "https://github.com/jpsim/Yams.git", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
     ],
     targets: [
         // Pure: frontend/backend message codecs, LSN, connection strings, SCRAM. No channels.
@@ -63,6 +66,18 @@ let package = Package(
                 "PGOutput",
                 "PostgresReplication",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ],
+            swiftSettings: strict
+        ),
+        // The admin HTTP server: /healthz, /readyz, /metrics (Prometheus), /status.
+        .target(
+            name: "FerryAdmin",
+            dependencies: [
+                "FerryCore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
         ),
@@ -88,12 +103,15 @@ let package = Package(
                 "FerrySQLite",
                 "FerryJSON",
                 "FerryLocalPostgres",
+                "FerryAdmin",
                 "PostgresReplication",
                 "PostgresWire",
                 "PGOutput",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strict
         ),
@@ -150,6 +168,8 @@ let package = Package(
             name: "FerryCoreTests",
             dependencies: [
                 "FerryCore",
+                "FerryAdmin",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "FerryTestSupport",
                 "PostgresReplication",
                 "PostgresWire",

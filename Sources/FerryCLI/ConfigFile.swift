@@ -25,12 +25,15 @@ struct ConfigFile: Equatable {
     var state: String?
     var admin: AdminAddress?
     var logLevel: Logger.Level?
+    var logFormat: LogFormat?
+    var heartbeat: Int?
+    var resnapshotOnSlotLoss: Bool?
     var destinations: [DestinationURL]?
 
     /// The settings a file may hold, in the order the documentation lists them.
     static let keys = [
         "name", "source", "tables", "publication", "slot", "snapshot", "snapshot_parallelism", "once", "state",
-        "admin", "log_level", "destinations",
+        "admin", "log_level", "log_format", "heartbeat", "resnapshot_on_slot_loss", "destinations",
     ]
 
     /// Names users reach for that are not settings, and the setting they mean.
@@ -92,6 +95,9 @@ struct ConfigFile: Equatable {
             case "state": state = try reader.string(key, value)
             case "admin": admin = try reader.admin(key, value)
             case "log_level": logLevel = try reader.logLevel(key, value)
+            case "log_format": logFormat = try reader.logFormat(key, value)
+            case "heartbeat": heartbeat = try reader.seconds(key, value)
+            case "resnapshot_on_slot_loss": resnapshotOnSlotLoss = try reader.bool(key, value)
             case "destinations": destinations = try reader.destinations(key, value)
             default: throw reader.unknownKey(key, at: keyNode)
             }
@@ -216,6 +222,24 @@ private struct FieldReader {
             throw problem(field, node, "expected HOST:PORT or off, not \"\(value)\"", fix: fix)
         }
         return address
+    }
+
+    func logFormat(_ field: String, _ node: Node) throws -> LogFormat? {
+        let fix = "write \(field): text or \(field): json"
+        guard let value = try text(field, node, expected: "text or json", fix: fix) else { return nil }
+        guard let format = LogFormat(rawValue: value.lowercased()) else {
+            throw problem(field, node, "expected text or json, not \"\(value)\"", fix: fix)
+        }
+        return format
+    }
+
+    func seconds(_ field: String, _ node: Node) throws -> Int? {
+        let fix = "write a number of seconds, e.g. \(field): 30"
+        guard let value = try text(field, node, expected: "a whole number of seconds", fix: fix) else { return nil }
+        guard let number = Int(value), number >= 1, number <= 86_400 else {
+            throw problem(field, node, "expected a whole number of seconds between 1 and 86400, not \"\(value)\"", fix: fix)
+        }
+        return number
     }
 
     func logLevel(_ field: String, _ node: Node) throws -> Logger.Level? {
@@ -423,6 +447,9 @@ struct RunSettings: Equatable {
     var statePath: String
     var admin: AdminAddress
     var logLevel: Logger.Level
+    var logFormat: LogFormat = .text
+    var heartbeat: Int?
+    var resnapshotOnSlotLoss = false
     var destinations: [DestinationURL]
 }
 

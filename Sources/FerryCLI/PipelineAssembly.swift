@@ -1,3 +1,4 @@
+import CoreMetrics
 import FerryCore
 import FerryJSON
 import FerrySQLite
@@ -6,7 +7,7 @@ import Logging
 /// Builds a pipeline from what the user asked for: the one place destinations are chosen.
 enum PipelineAssembly {
     static func make(configuration: PipelineConfiguration, destinations urls: [DestinationURL], statePath: String,
-                     logger: Logger) async throws -> Pipeline {
+                     logger: Logger, metrics: any MetricsFactory = NOOPMetricsHandler.instance) async throws -> Pipeline {
         let destinations: [any Destination] = urls.map { url in
             switch url {
             case .sqlite(let path):
@@ -20,6 +21,6 @@ enum PipelineAssembly {
             }
         }
         let state = try SQLiteStateStore(path: statePath, logger: logger)
-        return Pipeline(configuration: configuration, destinations: destinations, state: state, logger: logger)
+        return Pipeline(configuration: configuration, destinations: destinations, state: state, logger: logger, metrics: metrics)
     }
 }

@@ -1,8 +1,10 @@
 import ArgumentParser
+import FerryAdmin
 import FerryCore
 import Foundation
 import Logging
 import PostgresWire
+import Prometheus
 
 extension Ferry {
     struct Run: AsyncParsableCommand {
@@ -59,11 +61,21 @@ extension Ferry {
         @Option(help: "Where the pipeline keeps its state: snapshot progress, positions (default \(RunSettings.defaultStatePath)).")
         var state: String?
 
-        @Option(help: "Admin HTTP server HOST:PORT, or off (default \(AdminAddress.default); the server arrives with the operations issue).")
+        @Option(help: "Admin HTTP server HOST:PORT (/healthz, /readyz, /metrics, /status), or off (default \(AdminAddress.default)).")
         var admin: String?
 
         @Option(name: .customLong("log-level"), help: "trace, debug, info (the default), notice, warning, error or critical.")
         var logLevel: String?
+
+        @Option(name: .customLong("log-format"), help: "text (the default) or json: one JSON object per log line.")
+        var logFormat: String?
+
+        @Option(help: "Seconds between heartbeats (pg_logical_emit_message) on the source, for slots whose published tables are quiet (default off).")
+        var heartbeat: Int?
+
+        @Flag(name: .customLong("resnapshot-on-slot-loss"),
+              help: "When the slot vanished or was invalidated, create it again and take the snapshot again instead of stopping.")
+        var resnapshotOnSlotLoss = false
 
         func validate() throws {
             if source == nil && config == nil {
@@ -77,6 +89,12 @@ extension Ferry {
             }
             if let logLevel, Logger.Level(rawValue: logLevel) == nil {
                 throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            if let logFormat, LogFormat(rawValue: logFormat) == nil {
+                throw ValidationError("--log-format must be text or json, not \(logFormat)")
+            }
+            if let heartbeat, heartbeat < 1 || heartbeat > 86_400 {
+                throw ValidationError("--heartbeat must be between 1 and 86400 seconds, not \(heartbeat)")
             }
             if let admin, AdminAddress(admin) == nil {
                 throw ValidationError("--admin must be HOST:PORT or off, not \(admin)")
@@ -115,25 +133,46 @@ extension Ferry {
             let flagLevel: Logger.Level? = self.logLevel.flatMap { Logger.Level(rawValue: $0) }
             let logLevel: Logger.Level = flagLevel ?? file.logLevel ?? .info
             let destinations: [DestinationURL] = flagDestinations.isEmpty ? (file.destinations ?? [DestinationURL.defaultReplica]) : flagDestinations
+            let flagFormat: LogFormat? = self.logFormat.flatMap { LogFormat(rawValue: $0) }
+            let logFormat: LogFormat = flagFormat ?? file.logFormat ?? .text
+            let heartbeat: Int? = self.heartbeat ?? file.heartbeat
+            let resnapshot: Bool = self.resnapshotOnSlotLoss || (file.resnapshotOnSlotLoss ?? false)
             return RunSettings(
                 name: name, source: source, sourceOrigin: sourceOrigin, tables: tables, publication: publication, slot: slot,
                 snapshot: snapshot, snapshotParallelism: parallelism, once: once, statePath: statePath, admin: admin,
-                logLevel: logLevel, destinations: destinations)
+                logLevel: logLevel, logFormat: logFormat, heartbeat: heartbeat, resnapshotOnSlotLoss: resnapshot,
+                destinations: destinations)
         }
 
         func run() async throws {
             let settings = try settings(environment: ProcessInfo.processInfo.environment)
-            var logger = Logger(label: "ferry")
-            logger.logLevel = settings.logLevel
-            let configuration = PipelineConfiguration(
+            let logger = settings.logFormat.logger(label: "ferry", level: settings.logLevel)
+            var configuration = PipelineConfiguration(
                 name: settings.name, source: try settings.connectionConfiguration(), tables: settings.tables,
                 publication: settings.publication, slot: settings.slot, snapshot: settings.snapshot,
                 snapshotParallelism: settings.snapshotParallelism, once: settings.once)
+            configuration.heartbeatInterval = settings.heartbeat.map { .seconds($0) }
+            configuration.resnapshotOnSlotLoss = settings.resnapshotOnSlotLoss
+            let registry = PrometheusCollectorRegistry()
             let pipeline = try await PipelineAssembly.make(configuration: configuration, destinations: settings.destinations,
-                                                           statePath: settings.statePath, logger: logger)
+                                                           statePath: settings.statePath, logger: logger,
+                                                           metrics: AdminServer.metricsFactory(registry))
+            var admin: AdminServer?
+            if case .listen(let host, let port) = settings.admin {
+                let server = AdminServer(host: host, port: port, monitor: pipeline.monitor, registry: registry, logger: logger)
+                _ = try await server.start()
+                admin = server
+            }
             let signals = SignalStop { [stopper = pipeline.stopper] in stopper.requestStop() }
             defer { signals.cancel() }
-            try await pipeline.run()
+            do {
+                try await pipeline.run()
+            } catch {
+                await admin?.stop()
+                for destination in pipeline.destinations { try? await destination.close() }
+                throw error
+            }
+            await admin?.stop()
             for destination in pipeline.destinations { try await destination.close() }
             logger.info("done", metadata: [
                 "snapshot_rows": "\(pipeline.statistics.snapshotRows)", "transactions": "\(pipeline.statistics.transactions)",

@@ -117,6 +117,14 @@ public final class LocalPostgres: Sendable {
         return result.output.trimmingCharacters(in: .newlines)
     }
 
+    /// Restarts the server on the same port (`pg_ctl restart`, fast shutdown: sessions and
+    /// walsenders are terminated). Blocking.
+    public func restart() throws {
+        try Subprocess.run(installation.path("pg_ctl"), [
+            "-D", dataDirectory, "-l", logPath, "-w", "-t", "60", "-m", "fast", "-o", "-p \(port)", "restart",
+        ], asServerUser: true, workingDirectory: baseDirectory)
+    }
+
     /// Stops the cluster at once (immediate shutdown) and removes its directory.
     public func stop() {
         LiveClusters.unregister(self)
@@ -124,6 +132,10 @@ public final class LocalPostgres: Sendable {
     }
 
     static func stopNow(pid: Int32, baseDirectory: String) {
+        // After a restart the postmaster has a new PID: postmaster.pid has the current one.
+        let current = (try? String(contentsOfFile: baseDirectory + "/data/postmaster.pid", encoding: .utf8))?
+            .split(separator: "\n").first.flatMap { Int32($0) }
+        let pid = current ?? pid
         if kill(pid, SIGQUIT) == 0 {
             for _ in 0..<200 where kill(pid, 0) == 0 { usleep(25_000) }
         }

@@ -130,6 +130,16 @@ public actor SQLiteStateStore: StateStore {
         return lsn
     }
 
+    /// Every destination's durable position recorded for `pipeline`, by destination name.
+    public func destinationPositions(pipeline: String) throws -> [(destination: String, position: String)] {
+        let rows = try connection.query("SELECT destination, lsn FROM destination_positions WHERE pipeline = ? ORDER BY destination",
+                                        [.text(pipeline)])
+        return rows.compactMap { row in
+            guard let destination = row[0].text, let lsn = row[1].text else { return nil }
+            return (destination, lsn)
+        }
+    }
+
     public func reset(pipeline: String) throws {
         try connection.transaction {
             for table in ["pipelines", "pipeline_tables", "snapshot_chunks", "destination_positions"] {

@@ -190,6 +190,21 @@ public final class PostgresServer: Sendable {
         return PostgresServer(variant: variant, cluster: cluster, password: password, caCertificatePath: caCertificatePath)
     }
 
+    /// A server of this test's own (not shared): for tests that restart or stop the server.
+    /// Stop it with ``stop()`` when done (it is also stopped at process exit).
+    public static func startDedicated(_ variant: PostgresServerVariant = .trust) async throws -> PostgresServer {
+        let installation = try PostgresInstallation.locate()
+        let server = try await offCooperativePool { try start(variant, installation: installation) }
+        try await server.setSuperuserPassword()
+        return server
+    }
+
+    /// Restarts the server on the same port (fast shutdown: every session and walsender ends).
+    public func restart() async throws {
+        let cluster = self.cluster
+        try await offCooperativePool { try cluster.restart() }
+    }
+
     /// Sets the superuser's password (hashed by the variant's `password_encryption`).
     func setSuperuserPassword() async throws {
         try await withAdminConnection { connection in

@@ -14,23 +14,6 @@ import Testing
             #expect(help.contains("\n  \(command) "), "`ferry --help` should list `\(command)`:\n\(help)")
         }
     }
-
-    @Test(arguments: [["status"]] as [[String]])
-    func unfinishedCommandsSaySoAndFail(_ arguments: [String]) async throws {
-        var command = try Ferry.parseAsRoot(arguments)
-        do {
-            if var async = command as? any AsyncParsableCommand {
-                try await async.run()
-            } else {
-                try command.run()
-            }
-            Issue.record("`ferry \(arguments.joined(separator: " "))` succeeded but is not implemented")
-        } catch let error as NotYetAvailable {
-            #expect(error.description.contains("not yet available"))
-            #expect(error.command == "ferry " + arguments.joined(separator: " "))
-            #expect(Ferry.exitCode(for: error) != .success)
-        }
-    }
 }
 
 @Suite struct CheckCommandTests {
@@ -131,7 +114,7 @@ import Testing
                 "run", "--source", database.url, "--tables", "public.orders", "--name", database.name,
                 "--snapshot", "never", "--once", "--state", directory + "/state.db",
                 "--to", "sqlite:" + directory + "/replica.db", "--to", "jsonl:" + directory + "/changes.jsonl",
-                "--log-level", "warning",
+                "--log-level", "warning", "--admin", "off",
             ]
             try await ferry(arguments)  // creates the publication and the slot
             try await database.psql("INSERT INTO orders VALUES (1, 'apple', 3), (2, 'pear', 1)")
@@ -189,7 +172,7 @@ import Testing
             let arguments = [
                 "run", "--source", database.url, "--tables", "public.*", "--name", database.name,
                 "--snapshot-parallelism", "3", "--once", "--state", directory + "/state.db",
-                "--to", "sqlite:" + directory + "/replica.db", "--log-level", "warning",
+                "--to", "sqlite:" + directory + "/replica.db", "--log-level", "warning", "--admin", "off",
             ]
             // Writers change rows while the snapshot copies them.
             async let writes: Void = {

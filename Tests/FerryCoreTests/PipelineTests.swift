@@ -75,7 +75,11 @@ actor MemoryStateStore: StateStore {
     func doneChunks(pipeline: String, table: String) -> Set<Int> { chunks[pipeline + "/" + table] ?? [] }
     func saveDestinationPosition(pipeline: String, destination: String, position: LSN) { positions[pipeline + "/" + destination] = position }
     func destinationPosition(pipeline: String, destination: String) -> LSN? { positions[pipeline + "/" + destination] }
-    func reset(pipeline: String) { records[pipeline] = nil }
+    func reset(pipeline: String) {
+        records[pipeline] = nil
+        chunks = chunks.filter { !$0.key.hasPrefix(pipeline + "/") }
+        positions = positions.filter { !$0.key.hasPrefix(pipeline + "/") }
+    }
 }
 
 @Suite struct PipelineStreamingTests {

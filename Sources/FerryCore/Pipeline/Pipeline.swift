@@ -1,3 +1,4 @@
+import CoreMetrics
 import Foundation
 import Logging
 import PGOutput
@@ -8,7 +9,7 @@ import Synchronization
 /// One source, one publication, one slot, several destinations: a slot-consistent snapshot,
 /// then every committed change, with the flush position confirmed to PostgreSQL only once
 /// every destination made it durable.
-public final class Pipeline {
+public final class Pipeline: Sendable {
     public let configuration: PipelineConfiguration
     public let destinations: [any Destination]
     public let state: any StateStore
@@ -17,13 +18,16 @@ public final class Pipeline {
     public let stopper = PipelineStopper()
     /// Counters as the pipeline runs (for logs, `ferry demo`, and later metrics).
     public let statistics = PipelineStatistics()
+    /// Phase, positions, lag and metrics, for the admin server and `ferry status`.
+    public let monitor: PipelineMonitor
 
     public init(configuration: PipelineConfiguration, destinations: [any Destination], state: any StateStore,
-                logger: Logger = Logger(label: "ferry.pipeline")) {
+                logger: Logger = Logger(label: "ferry.pipeline"), metrics: any MetricsFactory = NOOPMetricsHandler.instance) {
         self.configuration = configuration
         self.destinations = destinations
         self.state = state
         self.logger = logger
+        self.monitor = PipelineMonitor(pipeline: configuration.name, factory: metrics)
     }
 
     /// Settings every connection that reads values runs with, so text values come in the
@@ -34,25 +38,139 @@ public final class Pipeline {
         """
 
     /// Runs until stopped (or, with `once`, until caught up with the WAL position at start).
+    /// A dropped source connection is retried with backoff (``PipelineConfiguration/reconnect``);
+    /// errors that a retry cannot fix (a lost slot, a bad configuration, a destination failure)
+    /// end it.
     public func run() async throws {
+        do {
+            try await runReconnecting()
+            monitor.setPhase(.stopped)
+        } catch {
+            monitor.failed(error)
+            throw error
+        }
+    }
+
+    private func runReconnecting() async throws {
         try configuration.validate()
         let names = destinations.map(\.name)
         guard Set(names).count == names.count else {
             throw FerryError(.configuration, "two destinations share a name: \(names.joined(separator: ", "))",
                              fix: "give each destination a distinct URL")
         }
-        let replication = try await PGConnection.connect(configuration.source, replication: .database,
-                                                         receiveBufferLimit: configuration.receiveBufferBytes, logger: logger)
-        do {
-            try await run(on: replication)
-            await replication.close()
-        } catch {
-            await replication.close()
-            throw error
+        monitor.configure(slot: configuration.slotName, publication: configuration.publicationName, destinations: names)
+        var lanes: [DestinationLane] = []
+        for destination in destinations {
+            let resume = try await destination.open()
+            let stored = try await state.destinationPosition(pipeline: configuration.name, destination: destination.name)
+            lanes.append(DestinationLane(destination: destination, skipBelow: [resume.durablePosition, stored].compactMap { $0 }.max(),
+                                         monitor: monitor))
+        }
+        var source = configuration.source
+        source.applicationName = configuration.applicationName
+        var attempt = 0
+        var staleHolderSeen = false
+        while true {
+            let began = ContinuousClock.now
+            if attempt > 0 {
+                // The new stream starts at the slot's confirmed position, which can be behind
+                // what the destinations already have: make every complete transaction they
+                // received durable, and skip up to there.
+                for lane in lanes {
+                    if let position = try await lane.flush() {
+                        try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+                        monitor.durable(position, destination: lane.destination.name)
+                    }
+                    lane.skipAlreadyDurable()
+                }
+            }
+            do {
+                let replication = try await PGConnection.connect(source, replication: .database,
+                                                                 receiveBufferLimit: configuration.receiveBufferBytes, logger: logger)
+                do {
+                    try await run(on: replication, lanes: lanes)
+                    await replication.close()
+                } catch {
+                    await replication.close()
+                    throw error
+                }
+                return
+            } catch {
+                guard let policy = configuration.reconnect, Self.isTransient(error), !stopper.isRequested else { throw error }
+                if began.duration(to: .now) >= policy.resetAfter { attempt = 0 }
+                attempt += 1
+                if let limit = policy.maximumAttempts, attempt > limit { throw error }
+                if Self.isSlotInUse(error) {
+                    // A walsender of ours from before the drop may still hold the slot (until
+                    // wal_sender_timeout). Wait once; if it is still there, end it.
+                    if staleHolderSeen { await terminateStaleSlotHolder() }
+                    staleHolderSeen = true
+                } else {
+                    staleHolderSeen = false
+                }
+                let delay = policy.delay(attempt: attempt - 1)
+                monitor.reconnecting(after: error)
+                logger.warning("source connection failed; reconnecting", metadata: [
+                    "error": "\(Redaction.redact("\(error)"))", "attempt": "\(attempt)", "delay": "\(delay)",
+                ])
+                guard await sleepUnlessStopped(delay) else { return }
+            }
         }
     }
 
-    private func run(on replication: PGConnection) async throws {
+    /// Connection failures a new connection can cure.
+    static func isTransient(_ error: any Error) -> Bool {
+        if let error = error as? PGConnectionError {
+            switch error.code {
+            case .hostUnreachable, .connectTimeout, .connectionClosed:
+                return true
+            case .server:
+                guard let state = error.sqlState else { return false }
+                // 08: connection exception; 57: operator intervention (shutdown, restart,
+                // starting up); 53300: too many connections; 55006: slot in use; 58: system error.
+                return state.hasPrefix("08") || state.hasPrefix("57") || state == "53300" || state == "55006" || state.hasPrefix("58")
+            default:
+                return false
+            }
+        }
+        return false
+    }
+
+    static func isSlotInUse(_ error: any Error) -> Bool {
+        (error as? PGConnectionError)?.sqlState == "55006"
+    }
+
+    /// Ends the walsender holding this pipeline's slot if it carries this pipeline's
+    /// application_name (a connection of ours that outlived a network failure).
+    private func terminateStaleSlotHolder() async {
+        do {
+            let connection = try await PGConnection.connect(configuration.source, replication: nil, logger: logger)
+            let rows = try await connection.query("""
+                SELECT s.active_pid::text FROM pg_replication_slots s JOIN pg_stat_activity a ON a.pid = s.active_pid
+                WHERE s.slot_name = \(SourceSetup.literal(configuration.slotName)) AND a.application_name = \(SourceSetup.literal(configuration.applicationName))
+                """)
+            if let pid = rows.first?.first ?? nil {
+                logger.warning("terminating a stale walsender of this pipeline that still holds the slot", metadata: ["pid": "\(pid)"])
+                _ = try await connection.query("SELECT pg_terminate_backend(\(pid))")
+            }
+            await connection.close()
+        } catch {
+            logger.warning("could not look for a stale walsender", metadata: ["error": "\(Redaction.redact("\(error)"))"])
+        }
+    }
+
+    /// Sleeps `delay` in short steps; false if a stop was requested meanwhile.
+    private func sleepUnlessStopped(_ delay: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + delay
+        while ContinuousClock.now < deadline {
+            if stopper.isRequested || Task.isCancelled { return false }
+            try? await Task.sleep(for: min(.milliseconds(100), deadline - .now))
+        }
+        return !stopper.isRequested
+    }
+
+    private func run(on replication: PGConnection, lanes: [DestinationLane]) async throws {
+        monitor.setPhase(.starting)
         let startPosition = try await replication.identifySystem().xlogPosition
         try await replication.simpleQuery(Self.sessionSettings)
         let registry = try TypeRegistry(rows: try await replication.query(TypeRegistry.query(serverVersionNumber: replication.serverVersionNumber)))
@@ -68,13 +186,6 @@ public final class Pipeline {
             throw error
         }
 
-        var lanes: [DestinationLane] = []
-        for destination in destinations {
-            let resume = try await destination.open()
-            let stored = try await state.destinationPosition(pipeline: configuration.name, destination: destination.name)
-            lanes.append(DestinationLane(destination: destination, skipBelow: [resume.durablePosition, stored].compactMap { $0 }.max()))
-        }
-
         var record = try await state.pipeline(named: configuration.name)
         var slotState = try await SourceSetup.slotState(configuration.slotName, on: replication)
         if let interrupted = record, interrupted.snapshot == .creatingSlot {
@@ -87,16 +198,27 @@ public final class Pipeline {
             }
             record = nil
         }
-        if var existing = record {
-            guard let slotState else {
-                throw FerryError(.slotLost,
+        if let existing = record {
+            var lost: FerryError?
+            if slotState == nil {
+                lost = FerryError(.slotLost,
                     "replication slot \"\(existing.slot)\" of pipeline \(existing.name) no longer exists; changes since \(existing.consistentPoint) may be lost",
-                    fix: "the slot was dropped (Neon drops slots that stop advancing; a branch restore deletes them): delete the state (\(configuration.name)) and run again to re-snapshot")
+                    fix: "the slot was dropped (Neon drops slots that stop advancing; a branch restore deletes them): run with --resnapshot-on-slot-loss, or delete the state (\(configuration.name)) and run again to re-snapshot")
+            } else if slotState?.walStatus == "lost" {
+                lost = FerryError(.slotLost, "replication slot \"\(existing.slot)\" was invalidated (wal_status = lost): the WAL it needed is gone",
+                                  fix: "run with --resnapshot-on-slot-loss, or drop the slot (ferry slot drop \(existing.slot)), delete the state and run again to re-snapshot")
             }
-            if slotState.walStatus == "lost" {
-                throw FerryError(.slotLost, "replication slot \"\(existing.slot)\" was invalidated (wal_status = lost): the WAL it needed is gone",
-                                 fix: "drop the slot (ferry slot drop \(existing.slot)), delete the state and run again to re-snapshot")
+            if let lost {
+                guard configuration.resnapshotOnSlotLoss else { throw lost }
+                logger.warning("the slot is lost; taking the snapshot again (--resnapshot-on-slot-loss). Snapshot rows are upserts: rows deleted at the source while no slot recorded it may remain in the destinations",
+                               metadata: ["slot": "\(existing.slot)", "reason": "\(lost.message)"])
+                if slotState != nil { try await replication.dropReplicationSlot(existing.slot, wait: true) }
+                try await state.reset(pipeline: configuration.name)
+                slotState = nil
+                record = nil
             }
+        }
+        if var existing = record {
             if existing.snapshot == .copying {
                 logger.info("resuming the interrupted snapshot under a fresh snapshot; the stream from the slot's consistent point reconciles it",
                             metadata: ["slot": "\(existing.slot)"])
@@ -138,8 +260,10 @@ public final class Pipeline {
 
     private func copyTables(record: PipelineRecord, exportedSnapshot: String?, lanes: [DestinationLane]) async throws {
         let sink = LaneSnapshotSink(lanes: lanes, statistics: statistics)
+        monitor.setPhase(.snapshotting)
+        defer { monitor.attach(snapshot: nil) }
         try await SnapshotRunner.copy(configuration: configuration, record: record, exportedSnapshot: exportedSnapshot,
-                                      state: state, sink: sink, logger: logger)
+                                      state: state, sink: sink, logger: logger, monitor: monitor)
     }
 
     // MARK: Streaming
@@ -153,8 +277,18 @@ public final class Pipeline {
         stream.endPosition = until
         stopper.attach(stream.stopper)
         defer { stopper.attach(nil) }
+        monitor.attach(feedback: stream.feedback)
+        monitor.setPhase(.streaming)
         logger.info("streaming", metadata: ["slot": "\(record.slot)", "from": "\(record.consistentPoint)",
                                             "until": "\(until.map { "\($0)" } ?? "stopped")"])
+
+        // Beside the stream: a watch on the slot (gone or invalidated ends the run at once, with
+        // the reason) and the optional heartbeat.
+        let watch = SlotWatch(configuration: configuration, slot: record.slot, logger: logger)
+        let watcher = Task { [stopper = stream.stopper] in
+            await watch.run { stopper.requestStop() }
+        }
+        defer { watcher.cancel() }
 
         var decoder = ChangeDecoder(values: ValueDecoder(registry: registry))
         let pending = PendingEvents(capacity: configuration.batchSize)
@@ -166,20 +300,36 @@ public final class Pipeline {
         let flushPending = { [self] in
             try await self.deliver(pending.take(), to: lanes)
             if pending.committedSinceFlush {
-                try await self.flush(lanes, stream: stream)
+                try await self.flush(lanes, stream: stream, heartbeat: pending.heartbeat)
+                pending.heartbeat = nil
                 pending.committedSinceFlush = false
             }
             lastFlush = clock.now
         }
         while let message = try await stream.next(onIdle: flushPending) {
+            if case .message(let logical) = message.message, logical.prefix == SlotWatch.heartbeatPrefix {
+                // Our own heartbeat: it only moves the position.
+                if let end = message.message.unitEndLSN, !logical.isTransactional {
+                    pending.heartbeat = (end, pending.lastUnitEnd)
+                    pending.committedSinceFlush = true
+                }
+                continue
+            }
             try decoder.append(message, to: &pending.events)
-            if message.message.unitEndLSN != nil { pending.committedSinceFlush = true }
+            if let end = message.message.unitEndLSN {
+                pending.committedSinceFlush = true
+                pending.lastUnitEnd = end
+            }
             if pending.events.count >= configuration.batchSize {
                 try await deliver(pending.take(), to: lanes)
             }
             if pending.committedSinceFlush && clock.now - lastFlush >= configuration.flushInterval {
                 try await flushPending()
             }
+        }
+        if let lost = watch.failure {
+            try? await stream.stop()
+            throw lost
         }
         try await flushPending()
         try await stream.stop()
@@ -200,18 +350,27 @@ public final class Pipeline {
     }
 
     /// Flushes every destination and confirms the lowest durable position to PostgreSQL.
-    private func flush(_ lanes: [DestinationLane], stream: ReplicationStream) async throws {
+    /// A heartbeat (our own logical message at `position`, after the unit ending at `after`)
+    /// is confirmed once everything delivered before it is durable.
+    private func flush(_ lanes: [DestinationLane], stream: ReplicationStream, heartbeat: (position: LSN, after: LSN?)? = nil) async throws {
         var positions: [LSN?] = []
         for lane in lanes {
             let position = try await lane.flush()
             if let position {
                 try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+                monitor.durable(position, destination: lane.destination.name)
             }
             positions.append(position)
         }
-        guard !positions.contains(where: { $0 == nil }), let lowest = positions.compactMap({ $0 }).min() else { return }
-        stream.confirmFlushed(lowest)
-        statistics.confirmed(lowest)
+        let lowest: LSN? = positions.contains(where: { $0 == nil }) ? nil : positions.compactMap({ $0 }).min()
+        var confirm = lowest
+        if let heartbeat, heartbeat.after == nil || (lowest.map { $0 >= heartbeat.after! } ?? false) {
+            confirm = max(lowest ?? heartbeat.position, heartbeat.position)
+        }
+        guard let confirm else { return }
+        stream.confirmFlushed(confirm)
+        statistics.confirmed(confirm)
+        monitor.confirmed(confirm)
     }
 }
 
@@ -219,6 +378,10 @@ public final class Pipeline {
 final class PendingEvents {
     var events: [PipelineEvent] = []
     var committedSinceFlush = false
+    /// The end of the last unit (transaction, message) decoded in this stream.
+    var lastUnitEnd: LSN?
+    /// A heartbeat seen since the last flush, and the unit end before it.
+    var heartbeat: (position: LSN, after: LSN?)?
     private let capacity: Int
 
     init(capacity: Int) {
@@ -241,11 +404,13 @@ final class DestinationLane: @unchecked Sendable {
     private var skippingTransaction = false
     private(set) var durable: LSN?
     private let lock = NSLock()
+    private let monitor: PipelineMonitor?
 
-    init(destination: any Destination, skipBelow: LSN?) {
+    init(destination: any Destination, skipBelow: LSN?, monitor: PipelineMonitor? = nil) {
         self.destination = destination
         self.skipBelow = skipBelow
         self.durable = skipBelow
+        self.monitor = monitor
     }
 
     func write(_ events: [PipelineEvent]) async throws {
@@ -256,13 +421,23 @@ final class DestinationLane: @unchecked Sendable {
         } catch {
             throw FerryError(.destination, "destination \(destination.name) failed to write: \(error)")
         }
+        monitor?.delivered(filtered, to: destination.name)
     }
 
     func writeSnapshot(_ events: [PipelineEvent]) async throws {
         do {
             try await destination.write(events)
+            monitor?.delivered(events, to: destination.name)
         } catch {
             throw FerryError(.destination, "destination \(destination.name) failed to write snapshot rows: \(error)")
+        }
+    }
+
+    /// Before a replay (after a reconnect): skip every transaction at or below the durable position.
+    func skipAlreadyDurable() {
+        lock.withLock {
+            skipBelow = durable
+            skippingTransaction = false
         }
     }
 

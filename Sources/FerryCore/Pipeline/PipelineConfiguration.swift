@@ -31,6 +31,16 @@ public struct PipelineConfiguration: Sendable {
     public var statusInterval: Duration
     /// Bytes of server messages buffered before the client stops reading the socket.
     public var receiveBufferBytes: Int
+    /// Reconnect with backoff after the source connection drops (nil: fail at once).
+    public var reconnect: ReconnectPolicy? = ReconnectPolicy()
+    /// Emit `pg_logical_emit_message` this often on the source, so a slot whose published
+    /// tables are quiet still sees WAL it can confirm (nil: off).
+    public var heartbeatInterval: Duration?
+    /// When the slot vanished or was invalidated: drop what is left of it, forget the
+    /// pipeline's state and take the snapshot again, instead of stopping with an error.
+    public var resnapshotOnSlotLoss = false
+    /// How often the slot is looked at while streaming (existence, `wal_status`).
+    public var slotCheckInterval: Duration = .seconds(10)
 
     public init(name: String, source: ConnectionConfiguration, tables: [String] = [], publication: String? = nil,
                 slot: String? = nil, snapshot: SnapshotMode = .initial, snapshotParallelism: Int = 4, once: Bool = false,
@@ -51,6 +61,9 @@ public struct PipelineConfiguration: Sendable {
     }
 
     public var slotName: String { slot ?? "ferry_\(name)" }
+    /// The `application_name` of the pipeline's connections (the user's, if the URL sets one):
+    /// how a stale walsender of this pipeline is recognised after a reconnect.
+    public var applicationName: String { source.applicationName ?? "ferry_\(name)" }
     public var publicationName: String { publication ?? "ferry_\(name)" }
 
     /// Checks names before anything touches the source.
@@ -76,5 +89,28 @@ public struct PipelineConfiguration: Sendable {
             throw FerryError(.configuration, "snapshot parallelism must be between 1 and 64")
         }
         guard batchSize >= 1 else { throw FerryError(.configuration, "batch size must be at least 1") }
+    }
+}
+
+/// Backoff for reconnecting to the source: `initial`, doubling up to `maximum`, with jitter;
+/// back to `initial` once a connection lasted `resetAfter`.
+public struct ReconnectPolicy: Sendable, Hashable {
+    public var initial: Duration = .milliseconds(500)
+    public var maximum: Duration = .seconds(30)
+    public var resetAfter: Duration = .seconds(60)
+    /// Give up after this many failed attempts in a row (nil: never).
+    public var maximumAttempts: Int?
+
+    public init(initial: Duration = .milliseconds(500), maximum: Duration = .seconds(30), maximumAttempts: Int? = nil) {
+        self.initial = initial
+        self.maximum = maximum
+        self.maximumAttempts = maximumAttempts
+    }
+
+    public func delay(attempt: Int) -> Duration {
+        var delay = initial
+        for _ in 0..<min(attempt, 20) where delay < maximum { delay *= 2 }
+        delay = min(delay, maximum)
+        return delay * Double.random(in: 0.8...1.2)
     }
 }

@@ -34,7 +34,7 @@ enum SnapshotRunner {
     /// Copies the tables; a stop request is not honoured until the copy ends (the resumable
     /// chunks make an interrupted copy cheap to finish on the next run).
     static func copy(configuration: PipelineConfiguration, record: PipelineRecord, exportedSnapshot: String?,
-                     state: any StateStore, sink: LaneSnapshotSink, logger: Logger) async throws {
+                     state: any StateStore, sink: LaneSnapshotSink, logger: Logger, monitor: PipelineMonitor? = nil) async throws {
         let selectors: [TableSelector]
         if record.tables.isEmpty {
             selectors = [.publication(record.publication)]
@@ -45,7 +45,11 @@ enum SnapshotRunner {
             source: configuration.source, tables: selectors, snapshotName: exportedSnapshot, stateStore: state,
             pipeline: configuration.name, options: SnapshotOptions(parallelism: configuration.snapshotParallelism),
             logger: logger)
+        monitor?.attach(snapshot: { coordinator.progress })
         let summary = try await coordinator.run(into: sink, reporter: SnapshotProgressReporter(logger: logger))
-        logger.info("snapshot complete", metadata: ["summary": "\(summary)"])
+        logger.info("snapshot complete", metadata: [
+            "tables": "\(summary.tables.count)", "rows": "\(summary.progress.rows)", "bytes": "\(summary.progress.bytes)",
+            "seconds": "\(summary.progress.elapsed.components.seconds)",
+        ])
     }
 }
