@@ -6,6 +6,7 @@ import FoundationNetworking
 #endif
 import Logging
 import MetricsTestKit
+import PostgresReplication
 import PostgresWire
 import Prometheus
 import Testing
@@ -238,5 +239,67 @@ func quietLogger() -> Logger {
     ])
     func secretsAreRemoved(_ input: String, _ expected: String) {
         #expect(Redaction.redact(input) == expected)
+    }
+}
+
+@Suite struct StaleWalsenderTests {
+    /// A walsender of this pipeline outlived its client (a half-open connection after a network
+    /// failure): START_REPLICATION answers "slot is active for PID n". The pipeline waits once,
+    /// then ends that walsender (it carries the pipeline's application_name) and streams.
+    @Test func aStaleWalsenderOfThePipelineIsTerminatedAndStreamingResumes() async throws {
+        try await withTestDatabase(.trust, prefix: "stale") { database in
+            try await database.psql("CREATE TABLE t (id int PRIMARY KEY)")
+            var configuration = PipelineConfiguration(name: database.name, source: try ConnectionConfiguration.parse(database.url),
+                                                      tables: ["public.t"], snapshot: .never, once: true)
+            configuration.reconnect = ReconnectPolicy(initial: .milliseconds(300), maximum: .seconds(1))
+            let state = MemoryStateStore()
+            let destination = RecordingDestination()
+            // First run: publication and slot.
+            try await Pipeline(configuration: configuration, destinations: [destination], state: state, logger: quietLogger()).run()
+
+            // A stale holder: a replication connection with the pipeline's application_name.
+            var holderSource = configuration.source
+            holderSource.applicationName = configuration.applicationName
+            let holder = try await PGConnection.connect(holderSource, replication: .database)
+            let held = try await holder.startReplication(slot: configuration.slotName,
+                                                         options: PGOutputOptions(publications: [configuration.publicationName]))
+            _ = held
+            try await eventually("the slot to be held") {
+                try await database.psql("SELECT active FROM pg_replication_slots WHERE slot_name = '\(configuration.slotName)'") == "t"
+            }
+            try await database.psql("INSERT INTO t VALUES (1), (2)")
+            let pipeline = Pipeline(configuration: configuration, destinations: [destination], state: state, logger: quietLogger())
+            try await pipeline.run()
+            #expect(destination.changes.count == 2)
+            #expect(pipeline.monitor.status().reconnects >= 1)
+            await holder.close()
+        }
+    }
+
+    /// A slot held by someone else (another application_name) is not taken away: the pipeline
+    /// keeps retrying and reports why.
+    @Test func aSlotHeldByAnotherClientIsNotStolen() async throws {
+        try await withTestDatabase(.trust, prefix: "held") { database in
+            try await database.psql("CREATE TABLE t (id int PRIMARY KEY)")
+            var configuration = PipelineConfiguration(name: database.name, source: try ConnectionConfiguration.parse(database.url),
+                                                      tables: ["public.t"], snapshot: .never, once: true)
+            configuration.reconnect = ReconnectPolicy(initial: .milliseconds(200), maximum: .milliseconds(400), maximumAttempts: 4)
+            try await Pipeline(configuration: configuration, destinations: [RecordingDestination()], state: MemoryStateStore(),
+                               logger: quietLogger()).run()
+            var other = configuration.source
+            other.applicationName = "someone_else"
+            let holder = try await PGConnection.connect(other, replication: .database)
+            _ = try await holder.startReplication(slot: configuration.slotName, options: PGOutputOptions(publications: [configuration.publicationName]))
+            try await eventually("the slot to be held") {
+                try await database.psql("SELECT active FROM pg_replication_slots WHERE slot_name = '\(configuration.slotName)'") == "t"
+            }
+            let pipeline = Pipeline(configuration: configuration, destinations: [RecordingDestination()], state: MemoryStateStore(),
+                                    logger: quietLogger())
+            let error = await #expect(throws: PGConnectionError.self) { try await pipeline.run() }
+            #expect(error?.message.contains("in use") == true, "\(String(describing: error))")
+            #expect(pipeline.monitor.status().reconnects == 4)
+            #expect(try await database.psql("SELECT application_name FROM pg_stat_activity WHERE pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '\(configuration.slotName)')") == "someone_else")
+            await holder.close()
+        }
     }
 }
