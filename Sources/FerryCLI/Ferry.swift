@@ -1,4 +1,5 @@
 import ArgumentParser
+import FerryCore
 
 /// The `ferry` command line: the one composition root of the program.
 public struct Ferry: AsyncParsableCommand {
@@ -21,30 +22,35 @@ public enum FerryVersion {
     public static let current = "0.1.0-dev"
 }
 
-/// Raised by a command whose capability has not landed yet: says so plainly and exits non-zero.
-public struct NotYetAvailable: Error, CustomStringConvertible {
-    public let command: String
-    public let landsWith: String
-
-    public var description: String {
-        "`\(command)` is not yet available in this build of Ferry (it lands with \(landsWith))."
-    }
-}
-
 extension Ferry {
     /// Parses `arguments` (the process arguments when nil), runs the chosen command and exits
     /// with its status: 0 on success; otherwise the error is printed and the status is non-zero.
     public static func execute(_ arguments: [String]? = nil) async -> Never {
+        var command: any ParsableCommand
         do {
-            var command = try parseAsRoot(arguments)
+            command = try parseAsRoot(arguments)
+        } catch {
+            exit(withError: error)
+        }
+        do {
             if var asyncCommand = command as? any AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
             exit()
-        } catch {
+        } catch let error as ExitCode {
             exit(withError: error)
+        } catch let error as ValidationError {
+            exit(withError: error)
+        } catch {
+            // Whatever failed, a password in a connection string never reaches the terminal.
+            exit(withError: RedactedError(description: Redaction.redact("\(error)")))
         }
     }
+}
+
+/// An error as the user sees it, with secrets removed.
+struct RedactedError: Error, CustomStringConvertible {
+    let description: String
 }

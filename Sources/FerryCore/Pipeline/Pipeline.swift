@@ -70,6 +70,7 @@ public final class Pipeline: Sendable {
         source.applicationName = configuration.applicationName
         var attempt = 0
         var staleHolderSeen = false
+        var connectedOnce = false
         while true {
             let began = ContinuousClock.now
             if attempt > 0 {
@@ -87,6 +88,7 @@ public final class Pipeline: Sendable {
             do {
                 let replication = try await PGConnection.connect(source, replication: .database,
                                                                  receiveBufferLimit: configuration.receiveBufferBytes, logger: logger)
+                connectedOnce = true
                 do {
                     try await run(on: replication, lanes: lanes)
                     await replication.close()
@@ -96,7 +98,9 @@ public final class Pipeline: Sendable {
                 }
                 return
             } catch {
-                guard let policy = configuration.reconnect, Self.isTransient(error), !stopper.isRequested else { throw error }
+                // The first connection failing is a configuration problem until shown otherwise
+                // (a wrong host or port): say so at once instead of retrying silently.
+                guard let policy = configuration.reconnect, connectedOnce, Self.isTransient(error), !stopper.isRequested else { throw error }
                 if began.duration(to: .now) >= policy.resetAfter { attempt = 0 }
                 attempt += 1
                 if let limit = policy.maximumAttempts, attempt > limit { throw error }
