@@ -89,6 +89,20 @@ let package = Package(
             dependencies: ["FerryCore", "CSQLite", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
+        // Another PostgreSQL (postgres://): set-based apply, exactly-once via ferry.positions.
+        .target(
+            name: "FerryPostgres",
+            dependencies: [
+                "FerryCore",
+                "PostgresWire",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // JSON lines (a file or stdout) in the Debezium-compatible envelope.
         .target(
             name: "FerryJSON",
@@ -102,6 +116,7 @@ let package = Package(
                 "FerryCore",
                 "FerrySQLite",
                 "FerryJSON",
+                "FerryPostgres",
                 "FerryLocalPostgres",
                 "FerryAdmin",
                 "PostgresReplication",
@@ -181,6 +196,12 @@ let package = Package(
         .testTarget(
             name: "FerrySQLiteTests",
             dependencies: ["FerrySQLite", "FerryCore", "CSQLite", "FerryTestSupport", "PostgresWire"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "FerryPostgresTests",
+            dependencies: ["FerryPostgres", "FerryCore", "FerryTestSupport", "PostgresWire",
+                           .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,4 +1,5 @@
 import FerryCore
+import PostgresWire
 
 /// A destination as a user writes it on the command line or in the config file.
 enum DestinationURL: Equatable, CustomStringConvertible {
@@ -8,10 +9,12 @@ enum DestinationURL: Equatable, CustomStringConvertible {
     case jsonLinesFile(path: String)
     /// `-` — JSON lines on standard output.
     case jsonLinesStdout
+    /// `postgres://…` or `postgresql://…` (or a key=value string after `postgres:`) — another PostgreSQL.
+    case postgres(url: String)
 
     static let defaultReplica = DestinationURL.sqlite(path: "./ferry-replica.db")
 
-    static let supported = "sqlite:PATH, jsonl:PATH, or - (JSON lines on stdout)"
+    static let supported = "postgres://USER@HOST/DB, sqlite:PATH, jsonl:PATH, or - (JSON lines on stdout)"
 
     init(_ text: String) throws {
         if text == "-" {
@@ -24,9 +27,16 @@ enum DestinationURL: Equatable, CustomStringConvertible {
             let path = String(text.dropFirst("jsonl:".count))
             guard !path.isEmpty else { throw FerryError(.configuration, "destination \(text) has no path", fix: "write jsonl:./changes.jsonl") }
             self = .jsonLinesFile(path: path)
+        } else if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            do {
+                _ = try ConnectionConfiguration.parse(text)
+            } catch {
+                throw FerryError(.configuration, "destination \(Redaction.redact(text)): \(error.field): \(error.message)", fix: error.fix)
+            }
+            self = .postgres(url: text)
         } else {
             let scheme = text.split(separator: ":", maxSplits: 1).first.map(String.init) ?? text
-            let later = ["postgres", "postgresql", "kafka", "nats", "redis", "amqp", "https", "http", "clickhouse", "s3", "parquet"]
+            let later = ["kafka", "nats", "redis", "amqp", "https", "http", "clickhouse", "s3", "parquet"]
             if later.contains(scheme) {
                 throw FerryError(.configuration, "destination \(scheme): is not available in this build yet",
                                  fix: "use one of \(Self.supported)")
@@ -40,6 +50,7 @@ enum DestinationURL: Equatable, CustomStringConvertible {
         case .sqlite(let path): "sqlite:\(path)"
         case .jsonLinesFile(let path): "jsonl:\(path)"
         case .jsonLinesStdout: "-"
+        case .postgres(let url): Redaction.redact(url)
         }
     }
 }

@@ -1,6 +1,7 @@
 import CoreMetrics
 import FerryCore
 import FerryJSON
+import FerryPostgres
 import FerrySQLite
 import Logging
 
@@ -8,8 +9,10 @@ import Logging
 enum PipelineAssembly {
     static func make(configuration: PipelineConfiguration, destinations urls: [DestinationURL], statePath: String,
                      logger: Logger, metrics: any MetricsFactory = NOOPMetricsHandler.instance) async throws -> Pipeline {
-        let destinations: [any Destination] = urls.map { url in
+        let destinations: [any Destination] = try urls.map { url -> any Destination in
             switch url {
+            case .postgres(let text):
+                return try PostgresDestination(url: text, pipeline: configuration.name, logger: logger)
             case .sqlite(let path):
                 return SQLiteDestination(path: path, pipeline: configuration.name, logger: logger)
             case .jsonLinesFile(let path):

@@ -17,8 +17,11 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
         public static let protocolMismatch = Kind("protocol", retryable: false)
         /// A value of a type Ferry cannot decode.
         public static let unsupportedValue = Kind("unsupported value", retryable: false)
-        /// A destination failed.
+        /// A destination failed in a way a reconnect can cure (its connection was lost): the
+        /// pipeline reconnects and replays from the durable position.
         public static let destination = Kind("destination", retryable: true)
+        /// A destination refused a change or failed otherwise: retrying would fail the same way.
+        public static let destinationRejected = Kind("destination rejected", retryable: false)
 
         public var isRetryable: Bool { retryable }
         public var description: String { name }

@@ -73,19 +73,19 @@ public final class Pipeline: Sendable {
         var connectedOnce = false
         while true {
             let began = ContinuousClock.now
-            if attempt > 0 {
-                // The new stream starts at the slot's confirmed position, which can be behind
-                // what the destinations already have: make every complete transaction they
-                // received durable, and skip up to there.
-                for lane in lanes {
-                    if let position = try await lane.flush() {
-                        try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
-                        monitor.durable(position, destination: lane.destination.name)
-                    }
-                    lane.skipAlreadyDurable()
-                }
-            }
             do {
+                if attempt > 0 {
+                    // The new stream starts at the slot's confirmed position, which can be behind
+                    // what the destinations already have: make every complete transaction they
+                    // received durable, and skip up to there.
+                    for lane in lanes {
+                        if let position = try await lane.flush() {
+                            try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+                            monitor.durable(position, destination: lane.destination.name)
+                        }
+                        lane.skipAlreadyDurable()
+                    }
+                }
                 let replication = try await PGConnection.connect(source, replication: .database,
                                                                  receiveBufferLimit: configuration.receiveBufferBytes, logger: logger)
                 connectedOnce = true
@@ -124,6 +124,7 @@ public final class Pipeline: Sendable {
 
     /// Connection failures a new connection can cure.
     static func isTransient(_ error: any Error) -> Bool {
+        if let error = error as? FerryError { return error.kind.isRetryable }
         if let error = error as? PGConnectionError {
             switch error.code {
             case .hostUnreachable, .connectTimeout, .connectionClosed:
@@ -422,8 +423,10 @@ final class DestinationLane: @unchecked Sendable {
         guard !filtered.isEmpty else { return }
         do {
             try await destination.write(filtered)
+        } catch let error as FerryError {
+            throw error
         } catch {
-            throw FerryError(.destination, "destination \(destination.name) failed to write: \(error)")
+            throw FerryError(.destinationRejected, "destination \(destination.name) failed to write: \(error)")
         }
         monitor?.delivered(filtered, to: destination.name)
     }
@@ -432,8 +435,10 @@ final class DestinationLane: @unchecked Sendable {
         do {
             try await destination.write(events)
             monitor?.delivered(events, to: destination.name)
+        } catch let error as FerryError {
+            throw error
         } catch {
-            throw FerryError(.destination, "destination \(destination.name) failed to write snapshot rows: \(error)")
+            throw FerryError(.destinationRejected, "destination \(destination.name) failed to write snapshot rows: \(error)")
         }
     }
 
@@ -449,8 +454,10 @@ final class DestinationLane: @unchecked Sendable {
         let position: LSN?
         do {
             position = try await destination.flush()
+        } catch let error as FerryError {
+            throw error
         } catch {
-            throw FerryError(.destination, "destination \(destination.name) failed to flush: \(error)")
+            throw FerryError(.destinationRejected, "destination \(destination.name) failed to flush: \(error)")
         }
         return lock.withLock {
             if let position { durable = max(durable ?? position, position) }

@@ -1,0 +1,672 @@
+import FerryCore
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import PostgresNIO
+import PostgresWire
+
+/// Replicates into another PostgreSQL database (`postgres://…`), exactly once.
+///
+/// - Tables are created from the source definitions when missing (or, with
+///   ``Options/createTables`` off, only checked). Keyed tables get the source's primary key.
+/// - Changes are applied set-based: consecutive inserts/updates of a table become one
+///   `INSERT … SELECT … FROM unnest(…) ON CONFLICT (key) DO UPDATE`, consecutive deletes one
+///   `DELETE … USING unnest(…)`; values travel as their PostgreSQL text forms and are cast to the
+///   target column's type, so every type (enums, domains, arrays, ranges) goes through its own
+///   input function.
+/// - Several source transactions share one target transaction, committed at `flush()` together
+///   with the position row in `ferry.positions` (one row per pipeline): after a crash the
+///   pipeline skips everything at or below it. A transaction that does not end within one
+///   delivery gets a target transaction of its own (what precedes it is committed first), so
+///   `flush()` never commits half a source transaction.
+/// - UPDATE with unchanged TOAST values sets only the columns that came, so the stored value stays.
+/// - Tables without a key (REPLICA IDENTITY FULL) match rows on every column (one row per change).
+/// - A lost connection (the target restarted) is a retryable error: the next call reconnects,
+///   reads the stored position, and the pipeline replays from there.
+public actor PostgresDestination: Destination {
+    public struct Options: Sendable {
+        /// Create missing schemas and tables (otherwise only check them and report differences).
+        public var createTables = true
+        /// TRUNCATE … CASCADE on the target when the source truncates.
+        public var truncateCascade = false
+        /// Rows per set-based statement.
+        public var batchRows = 5_000
+        /// Commit the target transaction once this many rows are pending (bounded work to redo).
+        public var commitRows = 50_000
+        public init() {}
+    }
+
+    public nonisolated let name: String
+    let configuration: ConnectionConfiguration
+    let pipeline: String
+    let options: Options
+    let logger: Logger
+
+    private var connection: PostgresConnection?
+    private var targets: [String: Target] = [:]
+    private var targetTransactionOpen = false
+    private var transaction: TransactionInfo?
+    private var skipping = false
+    private var appliedPosition: LSN?
+    private var durablePosition: LSN?
+    private var pendingRows = 0
+    private var run: Run?
+    private var connectionNumber = 0
+    /// Updates whose row was missing on the target (unchanged TOAST values could not be merged).
+    public private(set) var missingRowsOnUpdate = 0
+
+    public init(url: String, pipeline: String, options: Options = Options(), logger: Logger) throws {
+        self.configuration = try ConnectionConfiguration.parse(url)
+        self.name = Redaction.redact(url)
+        self.pipeline = pipeline
+        self.options = options
+        self.logger = logger
+    }
+
+    // MARK: Destination
+
+    public func open() async throws -> DestinationResume {
+        try await ensureConnection()
+        return DestinationResume(durablePosition: durablePosition)
+    }
+
+    public func write(_ events: [PipelineEvent]) async throws {
+        try await ensureConnection()
+        do {
+            for index in events.indices {
+                try await apply(events, at: index)
+            }
+            if let run, run.rows.count >= options.batchRows { try await applyRun() }
+        } catch {
+            await rollBack(after: error)
+            throw classify(error)
+        }
+    }
+
+    public func flush() async throws -> LSN? {
+        try await ensureConnection()
+        guard transaction == nil else { return durablePosition }
+        do {
+            try await applyRun()
+            try await commitPending()
+        } catch {
+            await rollBack(after: error)
+            throw classify(error)
+        }
+        return durablePosition
+    }
+
+    public func close() async throws {
+        guard let connection else { return }
+        if transaction == nil && targetTransactionOpen {
+            try await applyRun()
+            try await commitPending()
+        } else if targetTransactionOpen {
+            _ = try? await execute("ROLLBACK")
+            targetTransactionOpen = false
+        }
+        try await connection.close()
+        self.connection = nil
+    }
+
+    // MARK: Events
+
+    private func apply(_ events: [PipelineEvent], at index: Int) async throws {
+        switch events[index] {
+        case .begin(let info):
+            let commitFollows = events[(index + 1)...].contains { if case .commit = $0 { true } else { false } }
+            try await begin(info, commitFollows: commitFollows)
+        case .change(let change, _):
+            if skipping { return }
+            try await beginTarget()
+            try await apply(change)
+        case .commit(_, let endLSN):
+            defer {
+                transaction = nil
+                skipping = false
+            }
+            if skipping { return }
+            try await applyRun()
+            appliedPosition = endLSN
+            if pendingRows >= options.commitRows { try await commitPending() }
+        case .snapshotTableStarted(let schema):
+            try await beginTarget()
+            _ = try await target(for: schema)
+        case .snapshotRow(let schema, let row):
+            try await beginTarget()
+            try await add(.upsert, schema: schema, row: row)
+        case .snapshotTableFinished:
+            try await applyRun()
+        case .schemaChange(let change):
+            if skipping { return }
+            try await beginTarget()
+            try await applyRun()
+            try await apply(change)
+        case .message:
+            break
+        }
+    }
+
+    private func begin(_ info: TransactionInfo, commitFollows: Bool) async throws {
+        if let open = transaction {
+            // Delivered again before its commit (the source reconnected): the target
+            // transaction holds only this partial transaction; drop it.
+            logger.warning("transaction delivered again before its commit; discarding its partial changes",
+                           metadata: ["xid": "\(open.xid)", "destination": "\(name)"])
+            run = nil
+            if targetTransactionOpen {
+                try await execute("ROLLBACK")
+                targetTransactionOpen = false
+                targets.removeAll()
+            }
+            appliedPosition = durablePosition
+            pendingRows = 0
+            transaction = nil
+        }
+        transaction = info
+        skipping = false
+        if let applied = appliedPosition, info.commitLSN < applied {
+            skipping = true
+            return
+        }
+        // A transaction that will not end in this delivery gets a target transaction of its own.
+        if !commitFollows && targetTransactionOpen {
+            try await applyRun()
+            try await commitPending()
+        }
+    }
+
+    private func apply(_ change: Change) async throws {
+        switch change {
+        case .insert(let table, let row):
+            try await add(.upsert, schema: table, row: row)
+        case .update(let table, let old, _, let row):
+            let target = try await target(for: table)
+            if row.contains(where: { if case .unchangedToast = $0 { true } else { false } }) {
+                try await applyRun()
+                try await updateChangedColumns(target, schema: table, old: old, row: row)
+            } else if target.isKeyless {
+                try await applyRun()
+                if let old { try await deleteOne(target, schema: table, row: old) }
+                try await add(.upsert, schema: table, row: row)
+            } else if let old, target.key(of: old, schema: table) != target.key(of: row, schema: table) {
+                // The key changed: the old row goes, the new one comes.
+                try await add(.delete, schema: table, row: old)
+                try await add(.upsert, schema: table, row: row)
+            } else {
+                try await add(.upsert, schema: table, row: row)
+            }
+        case .delete(let table, let old, _):
+            let target = try await target(for: table)
+            if target.isKeyless {
+                try await applyRun()
+                try await deleteOne(target, schema: table, row: old)
+            } else {
+                try await add(.delete, schema: table, row: old)
+            }
+        case .truncate(let tables, _, let restartIdentity):
+            try await applyRun()
+            var names: [String] = []
+            for table in tables { names.append(try await target(for: table).quotedName) }
+            guard !names.isEmpty else { return }
+            try await execute("TRUNCATE \(names.joined(separator: ", "))" + (restartIdentity ? " RESTART IDENTITY" : "")
+                              + (options.truncateCascade ? " CASCADE" : ""))
+        }
+    }
+
+    private func apply(_ change: SchemaChange) async throws {
+        let current = try await target(for: change.old)
+        for difference in change.differences {
+            switch difference {
+            case .columnAdded(let column):
+                guard let definition = change.new.columns.first(where: { $0.name == column }) else { continue }
+                let type = try await typeName(for: definition)
+                try await execute("ALTER TABLE \(current.quotedName) ADD COLUMN IF NOT EXISTS \(quoteIdentifier(column)) \(type)")
+                logger.info("column added on the target", metadata: ["table": "\(current.quotedName)", "column": "\(column)", "type": "\(type)"])
+            default:
+                throw FerryError(.schemaChange,
+                    "the source table \(change.old.qualifiedName) changed in a way the Postgres destination does not apply by itself: \(difference)",
+                    fix: "apply the same change to \(current.quotedName) on the target, then restart ferry run (added columns are applied automatically)")
+            }
+        }
+        targets[change.old.qualifiedName] = nil
+        targets[change.new.qualifiedName] = nil
+        _ = try await target(for: change.new)
+    }
+
+    // MARK: Runs (set-based statements)
+
+    private enum RunKind { case upsert, delete }
+
+    private struct Run {
+        var table: String
+        var kind: RunKind
+        var schema: TableSchema
+        var rows: [Row] = []
+    }
+
+    private func add(_ kind: RunKind, schema: TableSchema, row: Row) async throws {
+        if let current = run, current.table != schema.qualifiedName || current.kind != kind || current.schema !== schema {
+            try await applyRun()
+        }
+        if run == nil { run = Run(table: schema.qualifiedName, kind: kind, schema: schema) }
+        run!.rows.append(row)
+        pendingRows += 1
+        if run!.rows.count >= options.batchRows { try await applyRun() }
+    }
+
+    private func applyRun() async throws {
+        guard let current = run else { return }
+        run = nil
+        let target = try await target(for: current.schema)
+        // Each source column's place in the target (by name).
+        let mapping = target.mapping(for: current.schema)
+        switch current.kind {
+        case .upsert:
+            var rows = current.rows
+            if !target.isKeyless {
+                // One statement cannot touch a row twice: the last version of each key wins.
+                var seen: [[String?]: Int] = [:]
+                var kept: [Row] = []
+                for row in rows {
+                    let key = target.key(of: row, schema: current.schema)
+                    if let at = seen[key] { kept[at] = row } else { seen[key] = kept.count; kept.append(row) }
+                }
+                rows = kept
+            }
+            let columns = mapping.filter { $0.target != nil }
+            var bindings = PostgresBindings()
+            for column in columns {
+                bindings.append(Self.arrayLiteral(rows.map { $0[column.source].postgresText }))
+            }
+            let names = columns.map { quoteIdentifier(target.columns[$0.target!].name) }
+            let selects = columns.enumerated().map { index, column in
+                "v.c\(index)::\(target.columns[column.target!].castType)"
+            }
+            var sql = "INSERT INTO \(target.quotedName) (\(names.joined(separator: ", "))) SELECT \(selects.joined(separator: ", ")) FROM unnest("
+                + columns.indices.map { "$\($0 + 1)::text[]" }.joined(separator: ", ") + ") AS v("
+                + columns.indices.map { "c\($0)" }.joined(separator: ", ") + ")"
+            if !target.isKeyless {
+                let keyNames = target.keyColumns.map { quoteIdentifier(target.columns[$0].name) }
+                let updates = columns.compactMap(\.target).filter { !target.keyColumns.contains($0) }
+                    .map { "\(quoteIdentifier(target.columns[$0].name)) = EXCLUDED.\(quoteIdentifier(target.columns[$0].name))" }
+                sql += " ON CONFLICT (\(keyNames.joined(separator: ", "))) "
+                sql += updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
+            }
+            try await execute(sql, bindings)
+        case .delete:
+            var bindings = PostgresBindings()
+            var conditions: [String] = []
+            for (index, keyColumn) in target.keyColumns.enumerated() {
+                guard let source = mapping.first(where: { $0.target == keyColumn })?.source else {
+                    throw FerryError(.destinationRejected, "the key column \(target.columns[keyColumn].name) of \(target.quotedName) is not in the source table")
+                }
+                bindings.append(Self.arrayLiteral(current.rows.map { $0[source].postgresText }))
+                conditions.append("t.\(quoteIdentifier(target.columns[keyColumn].name)) = v.k\(index)::\(target.columns[keyColumn].castType)")
+            }
+            let sql = "DELETE FROM \(target.quotedName) AS t USING unnest("
+                + target.keyColumns.indices.map { "$\($0 + 1)::text[]" }.joined(separator: ", ") + ") AS v("
+                + target.keyColumns.indices.map { "k\($0)" }.joined(separator: ", ") + ") WHERE " + conditions.joined(separator: " AND ")
+            try await execute(sql, bindings)
+        }
+    }
+
+    /// An UPDATE that sets only the values that came (unchanged TOAST values stay as stored).
+    private func updateChangedColumns(_ target: Target, schema: TableSchema, old: Row?, row: Row) async throws {
+        let mapping = target.mapping(for: schema)
+        var bindings = PostgresBindings()
+        var sets: [String] = []
+        for column in mapping {
+            guard let index = column.target else { continue }
+            if case .unchangedToast = row[column.source] { continue }
+            bindings.append(row[column.source].postgresText)
+            sets.append("\(quoteIdentifier(target.columns[index].name)) = $\(sets.count + 1)::\(target.columns[index].castType)")
+        }
+        let match = old ?? row
+        var conditions: [String] = []
+        let matchColumns = target.isKeyless ? mapping.compactMap(\.target) : target.keyColumns
+        for index in matchColumns {
+            guard let source = mapping.first(where: { $0.target == index })?.source else { continue }
+            if case .unchangedToast = match[source] { continue }
+            bindings.append(match[source].postgresText)
+            conditions.append("\(quoteIdentifier(target.columns[index].name))::text IS NOT DISTINCT FROM $\(sets.count + conditions.count + 1)")
+        }
+        guard !sets.isEmpty else { return }
+        let whereClause = conditions.joined(separator: " AND ")
+        let sql = target.isKeyless
+            ? "UPDATE \(target.quotedName) SET \(sets.joined(separator: ", ")) WHERE ctid = (SELECT ctid FROM \(target.quotedName) WHERE \(whereClause) LIMIT 1) RETURNING 1"
+            : "UPDATE \(target.quotedName) SET \(sets.joined(separator: ", ")) WHERE \(whereClause) RETURNING 1"
+        let updated = try await execute(sql, bindings)
+        if updated == 0 {
+            missingRowsOnUpdate += 1
+            logger.warning("an update with unchanged TOAST values found no row on the target; it was not applied",
+                           metadata: ["table": "\(target.quotedName)", "destination": "\(name)"])
+        }
+    }
+
+    /// Deletes one row equal (by text form) to `row`: tables without a key.
+    private func deleteOne(_ target: Target, schema: TableSchema, row: Row) async throws {
+        var bindings = PostgresBindings()
+        var conditions: [String] = []
+        for column in target.mapping(for: schema) {
+            guard let index = column.target else { continue }
+            if case .unchangedToast = row[column.source] { continue }
+            bindings.append(row[column.source].postgresText)
+            conditions.append("\(quoteIdentifier(target.columns[index].name))::text IS NOT DISTINCT FROM $\(conditions.count + 1)")
+        }
+        try await execute("DELETE FROM \(target.quotedName) WHERE ctid = (SELECT ctid FROM \(target.quotedName) WHERE \(conditions.joined(separator: " AND ")) LIMIT 1)",
+                          bindings)
+    }
+
+    /// `{"a","b\"c",NULL}`: a text[] literal; every element quoted.
+    static func arrayLiteral(_ values: [String?]) -> String {
+        var out = "{"
+        out.reserveCapacity(values.count * 8)
+        for (index, value) in values.enumerated() {
+            if index > 0 { out += "," }
+            guard let value else { out += "NULL"; continue }
+            out += "\""
+            for character in value.unicodeScalars {
+                if character == "\"" || character == "\\" { out += "\\" }
+                out.unicodeScalars.append(character)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
+    // MARK: Target tables
+
+    struct Target {
+        struct Column {
+            var name: String
+            /// The type to cast text into (format_type without the modifier).
+            var castType: String
+        }
+        var quotedName: String
+        var columns: [Column]
+        /// Indexes (into `columns`) of the primary key; empty: match rows on every column.
+        var keyColumns: [Int]
+
+        var isKeyless: Bool { keyColumns.isEmpty }
+
+        /// For each source column, its index in the target (nil: the target lacks it).
+        func mapping(for schema: TableSchema) -> [(source: Int, target: Int?)] {
+            schema.columns.enumerated().map { index, column in (index, columns.firstIndex { $0.name == column.name }) }
+        }
+
+        func key(of row: Row, schema: TableSchema) -> [String?] {
+            keyColumns.map { keyIndex in
+                let name = columns[keyIndex].name
+                guard let source = schema.columns.firstIndex(where: { $0.name == name }) else { return nil }
+                return row[source].postgresText
+            }
+        }
+    }
+
+    private func target(for schema: TableSchema) async throws -> Target {
+        if let known = targets[schema.qualifiedName] { return known }
+        let quoted = quoteIdentifier(schema.schema) + "." + quoteIdentifier(schema.name)
+        var target = try await describe(quoted)
+        if target == nil {
+            guard options.createTables else {
+                throw FerryError(.destinationRejected, "table \(quoted) does not exist on the target \(name)",
+                                 fix: "create it, or let Ferry create tables (drop the verify-only option)")
+            }
+            try await create(schema, quoted: quoted)
+            target = try await describe(quoted)
+        }
+        guard let target else { throw FerryError(.destinationRejected, "table \(quoted) could not be created on \(name)") }
+        let missing = schema.columns.map(\.name).filter { name in !target.columns.contains { $0.name == name } }
+        if !missing.isEmpty {
+            throw FerryError(.destinationRejected, "table \(quoted) on the target lacks column(s) \(missing.joined(separator: ", ")) of the source",
+                             fix: "ALTER TABLE \(quoted) ADD COLUMN … for each, with the source's type")
+        }
+        if target.isKeyless && schema.replicaIdentity != .full {
+            throw FerryError(.destinationRejected,
+                             "table \(schema.qualifiedName) has no primary key on the target and the source does not send whole old rows (REPLICA IDENTITY \(schema.replicaIdentity.rawValue.uppercased()))",
+                             fix: "give \(quoted) a primary key on both sides, or ALTER TABLE \(schema.qualifiedName) REPLICA IDENTITY FULL on the source")
+        }
+        targets[schema.qualifiedName] = target
+        return target
+    }
+
+    private func describe(_ quoted: String) async throws -> Target? {
+        var bindings = PostgresBindings()
+        bindings.append(quoted)
+        let rows = try await queryRows("""
+            SELECT a.attname::text, format_type(a.atttypid, NULL),
+                   -- indkey is an int2vector, indexed from 0
+                   CASE WHEN a.attnum = ANY(i.indkey) THEN array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1
+                        ELSE 0 END::int4
+            FROM pg_attribute a
+            LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
+            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+            ORDER BY a.attnum
+            """, bindings)
+        guard !rows.isEmpty else { return nil }
+        var columns: [Target.Column] = []
+        var keyed: [(position: Int, index: Int)] = []
+        for row in rows {
+            let (name, type, keyPosition) = try row.decode((String, String, Int32).self)
+            if keyPosition > 0 { keyed.append((Int(keyPosition), columns.count)) }
+            columns.append(Target.Column(name: name, castType: type))
+        }
+        return Target(quotedName: quoted, columns: columns, keyColumns: keyed.sorted { $0.position < $1.position }.map(\.index))
+    }
+
+    private func create(_ schema: TableSchema, quoted: String) async throws {
+        var definitions: [String] = []
+        for column in schema.columns {
+            let type = try await typeName(for: column)
+            definitions.append("\(quoteIdentifier(column.name)) \(type)" + (column.notNull == true ? " NOT NULL" : ""))
+        }
+        let keys = schema.columns.filter(\.isKey).map { quoteIdentifier($0.name) }
+        if schema.replicaIdentity != .full && !keys.isEmpty {
+            definitions.append("PRIMARY KEY (\(keys.joined(separator: ", ")))")
+        }
+        try await execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(schema.schema))")
+        try await execute("CREATE TABLE IF NOT EXISTS \(quoted) (\(definitions.joined(separator: ", ")))")
+        logger.info("target table created", metadata: ["table": "\(quoted)", "destination": "\(name)"])
+    }
+
+    /// The column's type on the target: built-in types by OID (the same in every PostgreSQL),
+    /// others by name when the target knows the type, else text.
+    private func typeName(for column: TableSchema.Column) async throws -> String {
+        var bindings = PostgresBindings()
+        bindings.append(Int64(column.typeOID))
+        bindings.append(Int32(column.typeModifier))
+        bindings.append(column.typeName ?? "")
+        let rows = try await queryRows("""
+            SELECT CASE WHEN $1::int8 < 16384 THEN format_type($1::int8::oid, nullif($2::int4, -1))
+                        WHEN to_regtype(nullif($3::text, '')) IS NOT NULL THEN format_type(to_regtype($3::text), nullif($2::int4, -1))
+                        ELSE 'text' END
+            """, bindings)
+        guard let row = rows.first else { return "text" }
+        return try row.decode(String.self)
+    }
+
+    // MARK: Transactions and positions
+
+    private func beginTarget() async throws {
+        guard !targetTransactionOpen else { return }
+        try await execute("BEGIN")
+        targetTransactionOpen = true
+    }
+
+    private func commitPending() async throws {
+        guard targetTransactionOpen else { return }
+        if let applied = appliedPosition, applied != durablePosition {
+            var bindings = PostgresBindings()
+            bindings.append(pipeline)
+            bindings.append(applied.description)
+            try await execute("""
+                INSERT INTO ferry.positions (pipeline, lsn, updated_at) VALUES ($1, $2, now())
+                ON CONFLICT (pipeline) DO UPDATE SET lsn = excluded.lsn, updated_at = now()
+                """, bindings)
+        }
+        try await execute("COMMIT")
+        targetTransactionOpen = false
+        pendingRows = 0
+        durablePosition = appliedPosition
+    }
+
+    private func rollBack(after error: any Error) async {
+        if targetTransactionOpen, connection != nil {
+            _ = try? await execute("ROLLBACK")
+        }
+        targetTransactionOpen = false
+        run = nil
+        transaction = nil
+        skipping = false
+        pendingRows = 0
+        appliedPosition = durablePosition
+        targets.removeAll()
+        logger.error("write to the target failed; its uncommitted changes were rolled back",
+                     metadata: ["destination": "\(name)", "error": "\(Redaction.redact(String(reflecting: error)))",
+                                "position": "\(durablePosition?.description ?? "none")"])
+        if Self.isConnectionLost(error) { await dropConnection() }
+    }
+
+    // MARK: Connection
+
+    private func ensureConnection() async throws {
+        if let connection, !connection.isClosed { return }
+        await dropConnection()
+        let connection: PostgresConnection
+        do {
+            connectionNumber += 1
+            connection = try await PostgresConnection.connect(configuration: try Self.postgresConfiguration(configuration),
+                                                              id: connectionNumber, logger: logger)
+        } catch {
+            throw FerryError(.destination, "cannot connect to the Postgres destination \(name): \(Redaction.redact(String(reflecting: error)))",
+                             fix: "check the destination URL, that the server runs and accepts the user")
+        }
+        self.connection = connection
+        do {
+            try await execute("SET synchronous_commit = on")
+            try await execute("CREATE SCHEMA IF NOT EXISTS ferry")
+            try await execute("""
+                CREATE TABLE IF NOT EXISTS ferry.positions (
+                    pipeline text PRIMARY KEY, lsn text NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())
+                """)
+            var bindings = PostgresBindings()
+            bindings.append(pipeline)
+            let rows = try await queryRows("SELECT lsn FROM ferry.positions WHERE pipeline = $1", bindings)
+            if let row = rows.first {
+                let text = try row.decode(String.self)
+                guard let lsn = LSN(text) else {
+                    throw FerryError(.destinationRejected, "ferry.positions on \(name) holds an invalid position \(text) for pipeline \(pipeline)",
+                                     fix: "delete that row to re-deliver everything from the slot's position")
+                }
+                durablePosition = lsn
+            }
+        } catch {
+            await dropConnection()
+            throw classify(error)
+        }
+        appliedPosition = durablePosition
+        targetTransactionOpen = false
+        transaction = nil
+        skipping = false
+        run = nil
+        targets.removeAll()
+    }
+
+    private func dropConnection() async {
+        if let connection { try? await connection.close() }
+        connection = nil
+        targetTransactionOpen = false
+    }
+
+    static func postgresConfiguration(_ configuration: ConnectionConfiguration) throws -> PostgresConnection.Configuration {
+        let endpoint = configuration.endpoints[0]
+        var result: PostgresConnection.Configuration
+        if let socket = endpoint.unixSocketPath {
+            result = .init(unixSocketPath: socket, username: configuration.user, password: configuration.effectivePassword,
+                           database: configuration.database)
+        } else {
+            let tls: PostgresConnection.Configuration.TLS
+            switch configuration.sslMode {
+            case .disable:
+                tls = .disable
+            case .allow, .prefer, .require:
+                var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+                tlsConfiguration.certificateVerification = .none
+                let context = try NIOSSLContext(configuration: tlsConfiguration)
+                tls = configuration.sslMode == .require ? .require(context) : .prefer(context)
+            case .verifyCA, .verifyFull:
+                var tlsConfiguration = TLSConfiguration.makeClientConfiguration()
+                tlsConfiguration.certificateVerification = configuration.sslMode == .verifyFull ? .fullVerification : .noHostnameVerification
+                if case .file(let path)? = configuration.sslRootCertificate {
+                    tlsConfiguration.trustRoots = .file(path)
+                }
+                tls = .require(try NIOSSLContext(configuration: tlsConfiguration))
+            }
+            result = .init(host: endpoint.hostaddr ?? endpoint.host, port: endpoint.port, username: configuration.user,
+                           password: configuration.effectivePassword, database: configuration.database, tls: tls)
+            if endpoint.hostaddr != nil { result.options.tlsServerName = endpoint.host }
+        }
+        if let timeout = configuration.connectTimeout {
+            result.options.connectTimeout = .seconds(max(1, timeout.components.seconds))
+        }
+        return result
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement; returns the rows it returned (use RETURNING to count).
+    @discardableResult
+    private func execute(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> Int {
+        guard let connection else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
+        var count = 0
+        for try await _ in rows { count += 1 }
+        return count
+    }
+
+    private func queryRows(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> [PostgresRow] {
+        guard let connection else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        var result: [PostgresRow] = []
+        for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
+            result.append(row)
+        }
+        return result
+    }
+
+    static func isConnectionLost(_ error: any Error) -> Bool {
+        if let error = error as? PSQLError {
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
+                return true
+            case .server:
+                let state = error.serverInfo?[.sqlState] ?? ""
+                return state.hasPrefix("08") || state.hasPrefix("57")
+            default:
+                return false
+            }
+        }
+        if let error = error as? FerryError { return error.kind == .destination }
+        return false
+    }
+
+    /// Connection losses are retryable (the pipeline replays from the stored position);
+    /// a statement the target refuses is not.
+    private func classify(_ error: any Error) -> any Error {
+        if error is FerryError { return error }
+        if Self.isConnectionLost(error) {
+            return FerryError(.destination, "the connection to the Postgres destination \(name) was lost: \(Redaction.redact(String(reflecting: error)))",
+                              fix: "Ferry reconnects and resumes from the position stored in ferry.positions")
+        }
+        if let error = error as? PSQLError, let message = error.serverInfo?[.message] {
+            let detail = error.serverInfo?[.detail].map { " (\($0))" } ?? ""
+            return FerryError(.destinationRejected,
+                              "the Postgres destination \(name) refused a change: \(message)\(detail) [SQLSTATE \(error.serverInfo?[.sqlState] ?? "?")]",
+                              fix: "make the target table accept the source's values (types, constraints), then run again; nothing after the stored position was lost")
+        }
+        return FerryError(.destinationRejected, "the Postgres destination \(name) failed: \(Redaction.redact(String(reflecting: error)))")
+    }
+}
+
+func quoteIdentifier(_ value: String) -> String { "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
