@@ -184,6 +184,7 @@ let package = Package(
             dependencies: [
                 "FerryCore",
                 "FerryAdmin",
+                "FerryPostgres",
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 "FerryTestSupport",
                 "PostgresReplication",
@@ -196,12 +197,6 @@ let package = Package(
         .testTarget(
             name: "FerrySQLiteTests",
             dependencies: ["FerrySQLite", "FerryCore", "CSQLite", "FerryTestSupport", "PostgresWire"],
-            swiftSettings: strict
-        ),
-        .testTarget(
-            name: "FerryPostgresTests",
-            dependencies: ["FerryPostgres", "FerryCore", "FerryTestSupport", "PostgresWire",
-                           .product(name: "PostgresNIO", package: "postgres-nio")],
             swiftSettings: strict
         ),
         .testTarget(

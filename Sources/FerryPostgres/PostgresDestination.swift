@@ -64,6 +64,14 @@ public actor PostgresDestination: Destination {
         self.logger = logger
     }
 
+    deinit {
+        // Not closed by its owner (a failed run): close it now; the closure keeps the
+        // connection alive until its channel is closed.
+        if let connection {
+            connection.close().whenComplete { _ in _ = connection }
+        }
+    }
+
     // MARK: Destination
 
     public func open() async throws -> DestinationResume {
@@ -436,7 +444,14 @@ public actor PostgresDestination: Destination {
         var bindings = PostgresBindings()
         bindings.append(quoted)
         let rows = try await queryRows("""
-            SELECT a.attname::text, format_type(a.atttypid, NULL),
+            SELECT a.attname::text,
+                   -- Values are cast to the type without its modifier and the column's own
+                   -- assignment rules apply (an explicit cast to bit(n) or varchar(n) would
+                   -- truncate silently); bit and character, whose bare names mean length 1, go
+                   -- through varbit and bpchar.
+                   CASE a.atttypid WHEN 'bit'::regtype THEN 'varbit' WHEN 'bpchar'::regtype THEN 'bpchar'
+                        WHEN 'bit[]'::regtype THEN 'varbit[]' WHEN 'bpchar[]'::regtype THEN 'bpchar[]'
+                        ELSE format_type(a.atttypid, NULL) END,
                    -- indkey is an int2vector, indexed from 0
                    CASE WHEN a.attnum = ANY(i.indkey) THEN array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1
                         ELSE 0 END::int4
