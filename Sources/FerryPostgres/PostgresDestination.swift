@@ -528,7 +528,9 @@ public actor PostgresDestination: Destination {
     }
 
     private func rollBack(after error: any Error) async {
-        if targetTransactionOpen, connection != nil {
+        // A query on a closed postgres-nio connection can wait forever: only roll back on a
+        // connection that is still there (a lost one rolled back by itself).
+        if targetTransactionOpen, let connection, !connection.isClosed, !Self.isConnectionLost(error) {
             _ = try? await execute("ROLLBACK")
         }
         targetTransactionOpen = false
@@ -634,7 +636,7 @@ public actor PostgresDestination: Destination {
     /// Runs one statement; returns the rows it returned (use RETURNING to count).
     @discardableResult
     private func execute(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> Int {
-        guard let connection else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
         let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
         var count = 0
         for try await _ in rows { count += 1 }
@@ -642,7 +644,7 @@ public actor PostgresDestination: Destination {
     }
 
     private func queryRows(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> [PostgresRow] {
-        guard let connection else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
         var result: [PostgresRow] = []
         for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
             result.append(row)
