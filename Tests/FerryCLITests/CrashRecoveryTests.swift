@@ -67,6 +67,26 @@ import Glibc
         defer { run.finish() }
         try await withTestDatabase(.trust, prefix: "crash_stream") { database in
             run.database = database
+            try await Self.killWhileStreaming(run, database, kills: Int.random(in: 5...10, using: &run.random))
+        }
+    }
+
+    /// The same into a Postgres target: ten kills, then the target equals the source with no
+    /// duplicates (exactly-once through ferry.positions).
+    @Test func killTenTimesWhileStreamingIntoPostgresThenTheTargetEqualsTheSource() async throws {
+        let run = try CrashRun(scenario: "streaming-postgres")
+        defer { run.finish() }
+        try await withTestDatabase(.trust, prefix: "crash_pgsrc") { database in
+            try await withTestDatabase(.trust, prefix: "crash_pgdst") { target in
+                run.database = database
+                run.postgresTarget = target
+                try await Self.killWhileStreaming(run, database, kills: 10)
+            }
+        }
+    }
+
+    private static func killWhileStreaming(_ run: CrashRun, _ database: TestDatabase, kills: Int) async throws {
+        do {
             try await database.psql("""
                 CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, t text);
                 INSERT INTO items SELECT g, g % 97, md5(g::text) FROM generate_series(1, 5000) g;
@@ -80,7 +100,6 @@ import Glibc
             let writerSeed = run.random.next()
             let writer = Task { try await Self.write(database, seed: writerSeed, log: writes, until: stop) }
             do {
-                let kills = Int.random(in: 5...10, using: &run.random)
                 // One run streams longer than the status interval (5 s), so the slot advances
                 // while the writer goes on; meanwhile the slot is checked against the replica.
                 let longRound = Int.random(in: 0..<kills, using: &run.random)
@@ -103,7 +122,7 @@ import Glibc
                         let first = try await run.confirmedFlush()
                         var samples = 0
                         while clock.now < end {
-                            try run.checkConfirmedNotAheadOfReplica(try await run.confirmedFlush())
+                            try await run.checkConfirmedNotAheadOfReplica(try await run.confirmedFlush())
                             samples += 1
                             try await Task.sleep(for: .milliseconds(200))
                         }
@@ -124,8 +143,8 @@ import Glibc
                     let confirmed = try await run.confirmedFlush()
                     run.note("kill \(round + 1) \(early ? "at start-up" : "while streaming"), \(String(format: "%.2f", delay)) s"
                              + " (status \(status)); writer at \(committed) transactions; slot confirmed \(confirmed.map { "\($0)" } ?? "-")"
-                             + ", replica at \(run.replicaPosition().map { "\($0)" } ?? "-")")
-                    try run.checkConfirmedNotAheadOfReplica(confirmed)
+                             + ", replica at \(await run.replicaPosition().map { "\($0)" } ?? "-")")
+                    try await run.checkConfirmedNotAheadOfReplica(confirmed)
                 }
             } catch {
                 stop.set()
@@ -136,7 +155,7 @@ import Glibc
             let transactions = try await writer.value
             run.note("writer committed \(transactions) transactions")
             try await run.once(timeout: .seconds(90))
-            try run.checkConfirmedNotAheadOfReplica(try await run.confirmedFlush())
+            try await run.checkConfirmedNotAheadOfReplica(try await run.confirmedFlush())
             try await run.expectReplicaEqualsSource(tables: [("items", "id, v, t")])
             #expect(transactions > 0, "the writer committed nothing (seed \(run.seed))")
             try await run.waitForSlotInactive()
@@ -270,12 +289,14 @@ private final class CrashRun: @unchecked Sendable {
 
     var slot: String { "ferry_" + database.name }
     var replicaPath: String { directory + "/replica.db" }
+    /// When set, `ferry run` replicates into this database instead of the SQLite replica.
+    var postgresTarget: TestDatabase?
     var statePath: String { directory + "/state.db" }
 
     func arguments(once: Bool, parallelism: Int) -> [String] {
         var arguments = [
             "run", "--source", database.url, "--tables", "public.*", "--name", database.name,
-            "--snapshot-parallelism", "\(parallelism)", "--state", statePath, "--to", "sqlite:" + replicaPath,
+            "--snapshot-parallelism", "\(parallelism)", "--state", statePath, "--to", postgresTarget?.url ?? "sqlite:" + replicaPath,
             "--log-level", "warning", "--admin", "off",
         ]
         if once { arguments.append("--once") }
@@ -413,7 +434,11 @@ private final class CrashRun: @unchecked Sendable {
     }
 
     /// The replica's durable position (the end of the last transaction it applied).
-    func replicaPosition() -> LSN? {
+    func replicaPosition() async -> LSN? {
+        if let target = postgresTarget {
+            let text = try? await target.psql("SELECT lsn FROM ferry.positions WHERE pipeline = '\(database.name)'")
+            return text.flatMap { LSN($0) }
+        }
         guard FileManager.default.fileExists(atPath: replicaPath),
               let replica = try? SQLiteConnection(path: replicaPath, readOnly: true) else { return nil }
         defer { replica.close() }
@@ -435,8 +460,8 @@ private final class CrashRun: @unchecked Sendable {
 
     /// The slot may never be confirmed past a transaction the replica does not have: no writer
     /// transaction may lie entirely after the replica's position and before the slot's.
-    func checkConfirmedNotAheadOfReplica(_ confirmed: LSN?) throws {
-        guard let confirmed, let writes, let replica = replicaPosition() else { return }
+    func checkConfirmedNotAheadOfReplica(_ confirmed: LSN?) async throws {
+        guard let confirmed, let writes, let replica = await replicaPosition() else { return }
         if let lost = writes.firstWithin(after: replica, upTo: confirmed) {
             try fail("the slot is confirmed at \(confirmed) but the replica is at \(replica): a transaction committed between"
                      + " \(lost.before) and \(lost.after) is in neither")
@@ -445,6 +470,18 @@ private final class CrashRun: @unchecked Sendable {
 
     /// Every table equals the source, row by row in key order, without duplicate keys.
     func expectReplicaEqualsSource(tables: [(name: String, columns: String)]) async throws {
+        if let target = postgresTarget {
+            for table in tables {
+                let source = try await database.psql("SELECT \(table.columns) FROM \(table.name) ORDER BY id")
+                let copied = try await target.psql("SELECT \(table.columns) FROM \(table.name) ORDER BY id")
+                let duplicates = try await target.psql("SELECT count(*) - count(DISTINCT id) FROM \(table.name)")
+                #expect(duplicates == "0", "\(table.name): duplicate keys in the target; \(context())")
+                let rows = source.split(separator: "\n").count
+                #expect(copied == source, "\(table.name): the target (\(copied.split(separator: "\n").count) rows) differs from the source (\(rows) rows); \(context())")
+                if copied == source { note("\(table.name): the Postgres target equals the source (\(rows) rows)") }
+            }
+            return
+        }
         let replica = try SQLiteConnection(path: replicaPath, readOnly: true)
         defer { replica.close() }
         for table in tables {
