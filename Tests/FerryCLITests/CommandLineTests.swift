@@ -209,4 +209,54 @@ import Testing
             }
         }
     }
+
+    /// The same into a Postgres target, with a pgbench-like OLTP load (several writers, many small
+    /// transactions) while the snapshot runs and then while it streams.
+    @Test func snapshotUnderOLTPLoadIntoPostgresThenStreamingEqualsTheSource() async throws {
+        try await withTestDatabase(.trust, prefix: "snappg") { database in
+            try await withTestDatabase(.trust, prefix: "snappgdst") { target in
+                let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ferry-snappg-\(UUID().uuidString)").path
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: directory) }
+                try await database.psql("""
+                    CREATE TABLE accounts (id int PRIMARY KEY, balance bigint NOT NULL, note text);
+                    INSERT INTO accounts SELECT g, 0, md5(g::text) FROM generate_series(1, 40000) g;
+                    CREATE TABLE history (id bigserial PRIMARY KEY, account int, delta int, at timestamptz DEFAULT now());
+                    ANALYZE;
+                    """)
+                let arguments = [
+                    "run", "--source", database.url, "--tables", "public.*", "--name", database.name,
+                    "--snapshot-parallelism", "3", "--once", "--state", directory + "/state.db",
+                    "--to", target.url, "--log-level", "warning", "--admin", "off",
+                ]
+                // Four writers, each a stream of small transfer transactions.
+                func writer(_ number: Int) async throws {
+                    for round in 0..<30 {
+                        let a = (number * 7919 + round * 104_729) % 40000 + 1, b = (a * 31) % 40000 + 1
+                        try await database.psql("""
+                            BEGIN;
+                            UPDATE accounts SET balance = balance - \(round) WHERE id = \(a);
+                            UPDATE accounts SET balance = balance + \(round) WHERE id = \(b);
+                            INSERT INTO history (account, delta) VALUES (\(a), -\(round)), (\(b), \(round));
+                            COMMIT;
+                            """)
+                    }
+                }
+                async let w1: Void = writer(1)
+                async let w2: Void = writer(2)
+                async let w3: Void = writer(3)
+                async let w4: Void = writer(4)
+                try await ferry(arguments)
+                _ = try await (w1, w2, w3, w4)
+                try await ferry(arguments)  // catch up with everything written meanwhile
+                for (table, columns) in [("accounts", "id, balance, note"), ("history", "id, account, delta, at")] {
+                    let source = try await database.psql("SELECT \(columns) FROM \(table) ORDER BY id")
+                    let copied = try await target.psql("SELECT \(columns) FROM \(table) ORDER BY id")
+                    #expect(copied == source, "\(table) differs: \(copied.split(separator: "\n").count) rows in the target, \(source.split(separator: "\n").count) in the source")
+                }
+                #expect(try await target.psql("SELECT sum(balance) FROM accounts") == "0")
+                #expect(try await target.psql("SELECT count(*) FROM history") == "240")
+            }
+        }
+    }
 }
