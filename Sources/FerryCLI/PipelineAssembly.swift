@@ -12,7 +12,7 @@ enum PipelineAssembly {
         let destinations: [any Destination] = try urls.map { url -> any Destination in
             switch url {
             case .postgres(let text):
-                return try PostgresDestination(url: text, pipeline: configuration.name, logger: logger)
+                return try PostgresDestination(url: text, pipeline: configuration.name, logger: logger, metrics: metrics)
             case .sqlite(let path):
                 return SQLiteDestination(path: path, pipeline: configuration.name, logger: logger)
             case .jsonLinesFile(let path):

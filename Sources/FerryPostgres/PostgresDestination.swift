@@ -1,4 +1,6 @@
+import CoreMetrics
 import FerryCore
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -34,7 +36,49 @@ public actor PostgresDestination: Destination {
         public var batchRows = 5_000
         /// Commit the target transaction once this many rows are pending (bounded work to redo).
         public var commitRows = 50_000
+        /// What to do when a change does not fit the target's rows (see ``ConflictPolicy``).
+        public var conflicts = ConflictPolicy.apply
         public init() {}
+    }
+
+    /// Conflicts: an insert whose key already exists, an update or delete whose row is missing.
+    /// Each is counted (`ferry_conflicts_total{destination,kind}`) under either policy.
+    public enum ConflictPolicy: String, Sendable, CaseIterable {
+        /// Make the target match the source: the insert overwrites, the update inserts the row
+        /// (an update carrying unchanged TOAST values cannot, and is skipped), the delete does nothing.
+        case apply
+        /// Stop the pipeline at the first conflict (the target transaction is rolled back).
+        /// Not for use right after a resumed snapshot, whose replay overlaps rows by design.
+        case stop
+    }
+
+    public enum ConflictKind: String, Sendable, CaseIterable {
+        case insertExists = "insert_key_exists", updateMissing = "update_row_missing", deleteMissing = "delete_row_missing"
+    }
+
+    /// Reads `ferry_*` settings from a destination URL's query and returns the URL without them:
+    /// `ferry_tables=create|verify`, `ferry_truncate=restrict|cascade`, `ferry_conflicts=apply|stop`.
+    public static func splitOptions(_ url: String) throws -> (url: String, options: Options) {
+        var options = Options()
+        guard let question = url.firstIndex(of: "?") else { return (url, options) }
+        var kept: [Substring] = []
+        for item in url[url.index(after: question)...].split(separator: "&") {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard let key = parts.first, key.hasPrefix("ferry_") else { kept.append(item); continue }
+            let value = parts.count > 1 ? (parts[1].removingPercentEncoding ?? parts[1]) : ""
+            switch (key, value) {
+            case ("ferry_tables", "create"): options.createTables = true
+            case ("ferry_tables", "verify"): options.createTables = false
+            case ("ferry_truncate", "restrict"): options.truncateCascade = false
+            case ("ferry_truncate", "cascade"): options.truncateCascade = true
+            case ("ferry_conflicts", let policy) where ConflictPolicy(rawValue: policy) != nil: options.conflicts = ConflictPolicy(rawValue: policy)!
+            default:
+                throw FerryError(.configuration, "\(key)=\(value) is not a setting of the Postgres destination",
+                                 fix: "use ferry_tables=create|verify, ferry_truncate=restrict|cascade, ferry_conflicts=apply|stop")
+            }
+        }
+        let base = String(url[..<question])
+        return (kept.isEmpty ? base : base + "?" + kept.joined(separator: "&"), options)
     }
 
     public nonisolated let name: String
@@ -53,15 +97,42 @@ public actor PostgresDestination: Destination {
     private var pendingRows = 0
     private var run: Run?
     private var connectionNumber = 0
-    /// Updates whose row was missing on the target (unchanged TOAST values could not be merged).
-    public private(set) var missingRowsOnUpdate = 0
+    /// Conflicts seen so far, by kind.
+    public private(set) var conflicts: [ConflictKind: Int] = [:]
+    private let conflictCounters: [ConflictKind: Counter]
 
-    public init(url: String, pipeline: String, options: Options = Options(), logger: Logger) throws {
-        self.configuration = try ConnectionConfiguration.parse(url)
-        self.name = Redaction.redact(url)
+    /// - Parameter url: `postgres://…` with optional `ferry_*` settings (see ``splitOptions(_:)``),
+    ///   which override `options`.
+    public init(url: String, pipeline: String, options: Options? = nil, logger: Logger,
+                metrics: any MetricsFactory = NOOPMetricsHandler.instance) throws {
+        let (connectionURL, fromURL) = try Self.splitOptions(url)
+        self.configuration = try ConnectionConfiguration.parse(connectionURL)
+        self.name = Redaction.redact(connectionURL)
         self.pipeline = pipeline
-        self.options = options
+        self.options = options ?? fromURL
         self.logger = logger
+        let name = self.name
+        conflictCounters = Dictionary(uniqueKeysWithValues: ConflictKind.allCases.map { kind in
+            (kind, Counter(label: "ferry_conflicts_total", dimensions: [("destination", name), ("kind", kind.rawValue)], factory: metrics))
+        })
+    }
+
+    private func conflict(_ kind: ConflictKind, table: String, key: [String?]) throws {
+        conflicts[kind, default: 0] += 1
+        conflictCounters[kind]?.increment()
+        let keyText = "(" + key.map { $0 ?? "NULL" }.joined(separator: ", ") + ")"
+        switch options.conflicts {
+        case .apply:
+            logger.debug("conflict applied", metadata: ["kind": "\(kind.rawValue)", "table": "\(table)", "key": "\(keyText)"])
+        case .stop:
+            let what = switch kind {
+            case .insertExists: "an insert found key \(keyText) already in \(table)"
+            case .updateMissing: "an update found no row with key \(keyText) in \(table)"
+            case .deleteMissing: "a delete found no row with key \(keyText) in \(table)"
+            }
+            throw FerryError(.destinationRejected, "conflict on the Postgres destination \(name): \(what)",
+                             fix: "find out why the target diverged from the source (other writers?); ferry_conflicts=apply makes the target follow the source")
+        }
     }
 
     deinit {
@@ -143,7 +214,7 @@ public actor PostgresDestination: Destination {
             _ = try await target(for: schema)
         case .snapshotRow(let schema, let row):
             try await beginTarget()
-            try await add(.upsert, schema: schema, row: row)
+            try await add(.upsert, schema: schema, row: row, origin: .snapshot)
         case .snapshotTableFinished:
             try await applyRun()
         case .schemaChange(let change):
@@ -188,7 +259,7 @@ public actor PostgresDestination: Destination {
     private func apply(_ change: Change) async throws {
         switch change {
         case .insert(let table, let row):
-            try await add(.upsert, schema: table, row: row)
+            try await add(.upsert, schema: table, row: row, origin: .insert)
         case .update(let table, let old, _, let row):
             let target = try await target(for: table)
             if row.contains(where: { if case .unchangedToast = $0 { true } else { false } }) {
@@ -197,13 +268,13 @@ public actor PostgresDestination: Destination {
             } else if target.isKeyless {
                 try await applyRun()
                 if let old { try await deleteOne(target, schema: table, row: old) }
-                try await add(.upsert, schema: table, row: row)
+                try await add(.upsert, schema: table, row: row, origin: .insert)
             } else if let old, target.key(of: old, schema: table) != target.key(of: row, schema: table) {
                 // The key changed: the old row goes, the new one comes.
-                try await add(.delete, schema: table, row: old)
-                try await add(.upsert, schema: table, row: row)
+                try await add(.delete, schema: table, row: old, origin: .update)
+                try await add(.upsert, schema: table, row: row, origin: .insert)
             } else {
-                try await add(.upsert, schema: table, row: row)
+                try await add(.upsert, schema: table, row: row, origin: .update)
             }
         case .delete(let table, let old, _):
             let target = try await target(for: table)
@@ -211,7 +282,7 @@ public actor PostgresDestination: Destination {
                 try await applyRun()
                 try await deleteOne(target, schema: table, row: old)
             } else {
-                try await add(.delete, schema: table, row: old)
+                try await add(.delete, schema: table, row: old, origin: .update)
             }
         case .truncate(let tables, _, let restartIdentity):
             try await applyRun()
@@ -247,19 +318,24 @@ public actor PostgresDestination: Destination {
 
     private enum RunKind { case upsert, delete }
 
+    /// Where a row of a run comes from: what the target is expected to hold before it.
+    private enum Origin { case insert, update, snapshot }
+
     private struct Run {
         var table: String
         var kind: RunKind
         var schema: TableSchema
         var rows: [Row] = []
+        var origins: [Origin] = []
     }
 
-    private func add(_ kind: RunKind, schema: TableSchema, row: Row) async throws {
+    private func add(_ kind: RunKind, schema: TableSchema, row: Row, origin: Origin) async throws {
         if let current = run, current.table != schema.qualifiedName || current.kind != kind || current.schema !== schema {
             try await applyRun()
         }
         if run == nil { run = Run(table: schema.qualifiedName, kind: kind, schema: schema) }
         run!.rows.append(row)
+        run!.origins.append(origin)
         pendingRows += 1
         if run!.rows.count >= options.batchRows { try await applyRun() }
     }
@@ -273,13 +349,16 @@ public actor PostgresDestination: Destination {
         switch current.kind {
         case .upsert:
             var rows = current.rows
+            // What the target should hold before the statement, by key: the first change of a
+            // key in the run tells (an insert expects no row, an update expects one).
+            var expected: [[String?]: Origin] = [:]
             if !target.isKeyless {
                 // One statement cannot touch a row twice: the last version of each key wins.
                 var seen: [[String?]: Int] = [:]
                 var kept: [Row] = []
-                for row in rows {
+                for (row, origin) in zip(rows, current.origins) {
                     let key = target.key(of: row, schema: current.schema)
-                    if let at = seen[key] { kept[at] = row } else { seen[key] = kept.count; kept.append(row) }
+                    if let at = seen[key] { kept[at] = row } else { seen[key] = kept.count; kept.append(row); expected[key] = origin }
                 }
                 rows = kept
             }
@@ -301,6 +380,20 @@ public actor PostgresDestination: Destination {
                     .map { "\(quoteIdentifier(target.columns[$0].name)) = EXCLUDED.\(quoteIdentifier(target.columns[$0].name))" }
                 sql += " ON CONFLICT (\(keyNames.joined(separator: ", "))) "
                 sql += updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
+                // Which keys were inserted (xmax = 0) and which updated: the conflicts.
+                sql += " RETURNING " + target.keyTextArray(prefix: "") + ", (xmax = 0)"
+                let returned = try await queryRows(sql, bindings)
+                var outcome: [[String?]: Bool] = [:]
+                for row in returned {
+                    let (keys, inserted) = try row.decode((String, Bool).self)
+                    outcome[Self.keyFromJSON(keys)] = inserted
+                }
+                for (key, origin) in expected where origin != .snapshot {
+                    let inserted = outcome[key]  // nil: DO NOTHING found the row
+                    if origin == .insert && inserted != true { try conflict(.insertExists, table: target.quotedName, key: key) }
+                    if origin == .update && inserted == true { try conflict(.updateMissing, table: target.quotedName, key: key) }
+                }
+                return
             }
             try await execute(sql, bindings)
         case .delete:
@@ -316,7 +409,16 @@ public actor PostgresDestination: Destination {
             let sql = "DELETE FROM \(target.quotedName) AS t USING unnest("
                 + target.keyColumns.indices.map { "$\($0 + 1)::text[]" }.joined(separator: ", ") + ") AS v("
                 + target.keyColumns.indices.map { "k\($0)" }.joined(separator: ", ") + ") WHERE " + conditions.joined(separator: " AND ")
-            try await execute(sql, bindings)
+                + " RETURNING " + target.keyTextArray(prefix: "t.")
+            let returned = try await queryRows(sql, bindings)
+            var deleted = Set<[String?]>()
+            for row in returned {
+                deleted.insert(Self.keyFromJSON(try row.decode(String.self)))
+            }
+            for row in current.rows {
+                let key = target.key(of: row, schema: current.schema)
+                if !deleted.contains(key) { try conflict(.deleteMissing, table: target.quotedName, key: key) }
+            }
         }
     }
 
@@ -347,9 +449,9 @@ public actor PostgresDestination: Destination {
             : "UPDATE \(target.quotedName) SET \(sets.joined(separator: ", ")) WHERE \(whereClause) RETURNING 1"
         let updated = try await execute(sql, bindings)
         if updated == 0 {
-            missingRowsOnUpdate += 1
-            logger.warning("an update with unchanged TOAST values found no row on the target; it was not applied",
+            logger.warning("an update with unchanged TOAST values found no row on the target; it cannot be rebuilt and was skipped",
                            metadata: ["table": "\(target.quotedName)", "destination": "\(name)"])
+            try conflict(.updateMissing, table: target.quotedName, key: target.isKeyless ? [] : target.key(of: match, schema: schema))
         }
     }
 
@@ -365,6 +467,11 @@ public actor PostgresDestination: Destination {
         }
         try await execute("DELETE FROM \(target.quotedName) WHERE ctid = (SELECT ctid FROM \(target.quotedName) WHERE \(conditions.joined(separator: " AND ")) LIMIT 1)",
                           bindings)
+    }
+
+    static func keyFromJSON(_ text: String) -> [String?] {
+        guard let array = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [Any] else { return [text] }
+        return array.map { $0 as? String }
     }
 
     /// `{"a","b\"c",NULL}`: a text[] literal; every element quoted.
@@ -402,6 +509,11 @@ public actor PostgresDestination: Destination {
         /// For each source column, its index in the target (nil: the target lacks it).
         func mapping(for schema: TableSchema) -> [(source: Int, target: Int?)] {
             schema.columns.enumerated().map { index, column in (index, columns.firstIndex { $0.name == column.name }) }
+        }
+
+        /// The key columns' text forms as one JSON array text (for RETURNING).
+        func keyTextArray(prefix: String) -> String {
+            "json_build_array(" + keyColumns.map { "\(prefix)\(quoteIdentifier(columns[$0].name))::text" }.joined(separator: ", ") + ")::text"
         }
 
         func key(of row: Row, schema: TableSchema) -> [String?] {
@@ -563,6 +675,10 @@ public actor PostgresDestination: Destination {
         self.connection = connection
         do {
             try await execute("SET synchronous_commit = on")
+            // The same text forms as the values Ferry decoded (keys are compared as text).
+            for setting in Pipeline.sessionSettings.split(separator: ";") where !setting.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                try await execute(String(setting))
+            }
             try await execute("CREATE SCHEMA IF NOT EXISTS ferry")
             try await execute("""
                 CREATE TABLE IF NOT EXISTS ferry.positions (

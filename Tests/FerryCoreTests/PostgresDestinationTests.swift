@@ -133,6 +133,46 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
         }
     }
 
+    /// Rows changed on the target behind Ferry's back: each kind of conflict is counted; under
+    /// `apply` the target follows the source, under `stop` the pipeline stops and names the key.
+    @Test func conflictsAreCountedAndFollowThePolicy() async throws {
+        try await withTestDatabase(.trust, prefix: "pgsrc") { source in
+            try await withTestDatabase(.trust, prefix: "pgdst") { target in
+                try await source.psql("CREATE TABLE t (id int PRIMARY KEY, v text); INSERT INTO t SELECT g, 'v' FROM generate_series(1, 10) g")
+                let state = MemoryStateStore()
+                try await postgresPipeline(source, target, tables: ["public.t"], state: state).0.run()
+                // Behind Ferry's back: row 1 gone, row 2 gone, row 100 already there.
+                try await target.psql("DELETE FROM t WHERE id IN (1, 2); INSERT INTO t VALUES (100, 'stale')")
+                try await source.psql("UPDATE t SET v = 'u' WHERE id = 1; DELETE FROM t WHERE id = 2; INSERT INTO t VALUES (100, 'new')")
+                let (pipeline, destination) = try postgresPipeline(source, target, tables: ["public.t"], state: state)
+                try await pipeline.run()
+                let counted = await destination.conflicts
+                #expect(counted[.updateMissing] == 1)
+                #expect(counted[.deleteMissing] == 1)
+                #expect(counted[.insertExists] == 1)
+                #expect(try await rowTexts(target, "t") == (try await rowTexts(source, "t")), "apply: the target follows the source")
+
+                // stop: the next conflict stops the pipeline and nothing of that transaction lands.
+                try await target.psql("DELETE FROM t WHERE id = 5")
+                try await source.psql("UPDATE t SET v = 'x' WHERE id IN (4, 5)")
+                let error = await #expect(throws: FerryError.self) {
+                    try await postgresPipeline(source, target, tables: ["public.t"], state: state,
+                                               targetURL: target.url + "&ferry_conflicts=stop").0.run()
+                }
+                #expect(error?.kind == .destinationRejected)
+                #expect(error?.message.contains("an update found no row with key (5)") == true, "\(String(describing: error))")
+                #expect(try await target.psql("SELECT v FROM t WHERE id = 4") == "v", "the transaction was rolled back")
+            }
+        }
+    }
+
+    @Test func destinationSettingsComeFromTheURL() throws {
+        let (url, options) = try PostgresDestination.splitOptions("postgres://u@h/db?sslmode=disable&ferry_tables=verify&ferry_truncate=cascade&ferry_conflicts=stop")
+        #expect(url == "postgres://u@h/db?sslmode=disable")
+        #expect(!options.createTables && options.truncateCascade && options.conflicts == .stop)
+        #expect(throws: FerryError.self) { _ = try PostgresDestination.splitOptions("postgres://u@h/db?ferry_conflicts=maybe") }
+    }
+
     @Test func aKeylessTableWithoutFullIdentityIsRefusedWithTheFix() async throws {
         try await withTestDatabase(.trust, prefix: "pgsrc") { source in
             try await withTestDatabase(.trust, prefix: "pgdst") { target in
