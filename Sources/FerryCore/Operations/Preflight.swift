@@ -391,6 +391,6 @@ public struct Preflight: Sendable {
         return unit == 0 ? "\(value) B" : String(format: "%.1f %@", amount, units[unit])
     }
 
-    static func literal(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "''") + "'" }
-    static func identifier(_ value: String) -> String { "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+    static func literal(_ value: String) -> String { SourceSetup.literal(value) }
+    static func identifier(_ value: String) -> String { SourceSetup.identifier(value) }
 }
