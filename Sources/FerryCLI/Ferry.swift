@@ -39,9 +39,8 @@ extension Ferry {
                 try command.run()
             }
             exit()
-        } catch let error as ExitCode {
-            exit(withError: error)
-        } catch let error as ValidationError {
+        } catch where String(reflecting: type(of: error)).hasPrefix("ArgumentParser.") {
+            // --help, --version, exit codes, validation: ArgumentParser prints and exits as usual.
             exit(withError: error)
         } catch {
             // Whatever failed, a password in a connection string never reaches the terminal.

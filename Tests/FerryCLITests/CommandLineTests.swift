@@ -16,6 +16,23 @@ import Testing
     }
 }
 
+@Suite struct ExecutableTests {
+    /// The binary itself: --help and --version exit 0 (they go through ArgumentParser, not
+    /// through the redacting error path).
+    @Test func helpAndVersionExitZero() async throws {
+        let executable = try FerryExecutable.path()
+        let help = try await offCooperativePool { try Subprocess.run(executable, ["--help"], check: false) }
+        #expect(help.status == 0, "\(help.output)")
+        #expect(help.output.contains("USAGE: ferry <subcommand>"), "\(help.output)")
+        let version = try await offCooperativePool { try Subprocess.run(executable, ["--version"], check: false) }
+        #expect(version.status == 0)
+        #expect(version.output.trimmingCharacters(in: .whitespacesAndNewlines) == FerryVersion.current)
+        let unknown = try await offCooperativePool { try Subprocess.run(executable, ["frobnicate"], check: false) }
+        #expect(unknown.status != 0)
+        #expect(unknown.output.contains("Unexpected argument 'frobnicate'"), "\(unknown.output)")
+    }
+}
+
 @Suite struct CheckCommandTests {
     @Test func checkAgainstAServerWithoutLogicalWALPrintsTheFixAndFails() async throws {
         try await withTestDatabase(.walLevelReplica, prefix: "checkcli") { database in
