@@ -95,7 +95,11 @@ public actor PostgresDestination: Destination {
     private var appliedPosition: LSN?
     private var durablePosition: LSN?
     private var pendingRows = 0
-    private var run: Run?
+    /// Rows waiting to be applied, grouped by table: each table's runs in the order its changes
+    /// came. Changes of different tables may be applied in another order than the source's (the
+    /// target transaction commits them together); a table's own changes never are.
+    private var runs: [Run] = []
+    private var runRows = 0
     private var connectionNumber = 0
     /// Conflicts seen so far, by kind.
     public private(set) var conflicts: [ConflictKind: Int] = [:]
@@ -156,7 +160,7 @@ public actor PostgresDestination: Destination {
             for index in events.indices {
                 try await apply(events, at: index)
             }
-            if let run, run.rows.count >= options.batchRows { try await applyRun() }
+            if runRows >= options.batchRows { try await applyRun() }
         } catch {
             await rollBack(after: error)
             throw classify(error)
@@ -206,9 +210,13 @@ public actor PostgresDestination: Destination {
                 skipping = false
             }
             if skipping { return }
-            try await applyRun()
+            // The transaction's rows may still wait in runs: they are applied at the latest
+            // before the target commits (commitPending), together with the position.
             appliedPosition = endLSN
-            if pendingRows >= options.commitRows { try await commitPending() }
+            if pendingRows >= options.commitRows {
+                try await applyRun()
+                try await commitPending()
+            }
         case .snapshotTableStarted(let schema):
             try await beginTarget()
             _ = try await target(for: schema)
@@ -233,7 +241,8 @@ public actor PostgresDestination: Destination {
             // transaction holds only this partial transaction; drop it.
             logger.warning("transaction delivered again before its commit; discarding its partial changes",
                            metadata: ["xid": "\(open.xid)", "destination": "\(name)"])
-            run = nil
+            runs = []
+            runRows = 0
             if targetTransactionOpen {
                 try await execute("ROLLBACK")
                 targetTransactionOpen = false
@@ -330,19 +339,29 @@ public actor PostgresDestination: Destination {
     }
 
     private func add(_ kind: RunKind, schema: TableSchema, row: Row, origin: Origin) async throws {
-        if let current = run, current.table != schema.qualifiedName || current.kind != kind || current.schema !== schema {
-            try await applyRun()
+        // The table's latest run takes the row if it is of the same kind; otherwise a new run
+        // of this table starts (after every run already pending).
+        let last = runs.lastIndex { $0.table == schema.qualifiedName }
+        if let last, runs[last].kind == kind, runs[last].schema === schema {
+            runs[last].rows.append(row)
+            runs[last].origins.append(origin)
+        } else {
+            runs.append(Run(table: schema.qualifiedName, kind: kind, schema: schema, rows: [row], origins: [origin]))
         }
-        if run == nil { run = Run(table: schema.qualifiedName, kind: kind, schema: schema) }
-        run!.rows.append(row)
-        run!.origins.append(origin)
         pendingRows += 1
-        if run!.rows.count >= options.batchRows { try await applyRun() }
+        runRows += 1
+        if runRows >= options.batchRows { try await applyRun() }
     }
 
+    /// Applies every pending run, in order.
     private func applyRun() async throws {
-        guard let current = run else { return }
-        run = nil
+        let pending = runs
+        runs = []
+        runRows = 0
+        for current in pending { try await apply(current) }
+    }
+
+    private func apply(_ current: Run) async throws {
         let target = try await target(for: current.schema)
         // Each source column's place in the target (by name).
         let mapping = target.mapping(for: current.schema)
@@ -624,6 +643,7 @@ public actor PostgresDestination: Destination {
 
     private func commitPending() async throws {
         guard targetTransactionOpen else { return }
+        try await applyRun()
         if let applied = appliedPosition, applied != durablePosition {
             var bindings = PostgresBindings()
             bindings.append(pipeline)
@@ -646,7 +666,8 @@ public actor PostgresDestination: Destination {
             _ = try? await execute("ROLLBACK")
         }
         targetTransactionOpen = false
-        run = nil
+        runs = []
+        runRows = 0
         transaction = nil
         skipping = false
         pendingRows = 0
@@ -703,7 +724,8 @@ public actor PostgresDestination: Destination {
         targetTransactionOpen = false
         transaction = nil
         skipping = false
-        run = nil
+        runs = []
+        runRows = 0
         targets.removeAll()
     }
 
