@@ -384,7 +384,7 @@ public actor PostgresDestination: Destination {
             let columns = mapping.filter { $0.target != nil }
             var bindings = PostgresBindings()
             for column in columns {
-                bindings.append(Self.arrayLiteral(rows.map { $0[column.source].postgresText }))
+                bindings.append(Self.arrayLiteral(rows, column: column.source))
             }
             let names = columns.map { quoteIdentifier(target.columns[$0.target!].name) }
             let selects = columns.enumerated().map { index, column in
@@ -422,7 +422,7 @@ public actor PostgresDestination: Destination {
                 guard let source = mapping.first(where: { $0.target == keyColumn })?.source else {
                     throw FerryError(.destinationRejected, "the key column \(target.columns[keyColumn].name) of \(target.quotedName) is not in the source table")
                 }
-                bindings.append(Self.arrayLiteral(current.rows.map { $0[source].postgresText }))
+                bindings.append(Self.arrayLiteral(current.rows, column: source))
                 conditions.append("t.\(quoteIdentifier(target.columns[keyColumn].name)) = v.k\(index)::\(target.columns[keyColumn].castType)")
             }
             let sql = "DELETE FROM \(target.quotedName) AS t USING unnest("
@@ -491,6 +491,31 @@ public actor PostgresDestination: Destination {
     static func keyFromJSON(_ text: String) -> [String?] {
         guard let array = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [Any] else { return [text] }
         return array.map { $0 as? String }
+    }
+
+    /// Column `column` of `rows` as a text[] literal, built in bytes (the hot path of every
+    /// set-based statement).
+    static func arrayLiteral(_ rows: [Row], column: Int) -> String {
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        var out: [UInt8] = [UInt8(ascii: "{")]
+        out.reserveCapacity(rows.count * 12)
+        var scratch: [UInt8] = []
+        for (index, row) in rows.enumerated() {
+            if index > 0 { out.append(UInt8(ascii: ",")) }
+            scratch.removeAll(keepingCapacity: true)
+            guard row[column].appendPostgresText(to: &scratch) else {
+                out.append(contentsOf: "NULL".utf8)
+                continue
+            }
+            out.append(quote)
+            for byte in scratch {
+                if byte == quote || byte == backslash { out.append(backslash) }
+                out.append(byte)
+            }
+            out.append(quote)
+        }
+        out.append(UInt8(ascii: "}"))
+        return String(decoding: out, as: UTF8.self)
     }
 
     /// `{"a","b\"c",NULL}`: a text[] literal; every element quoted.

@@ -42,6 +42,9 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
     @Test func arrayLiteralsQuoteEveryElement() {
         #expect(PostgresDestination.arrayLiteral(["a", nil, "b\"c", "d\\e", "{x,y}", ""]) == #"{"a",NULL,"b\"c","d\\e","{x,y}",""}"#)
         #expect(PostgresDestination.arrayLiteral([]) == "{}")
+        let rows: [Row] = [[.int32(1), .text("a\"b\\c")], [.null, .null], [.int32(-7), .text("ünï")]]
+        #expect(PostgresDestination.arrayLiteral(rows, column: 0) == #"{"1",NULL,"-7"}"#)
+        #expect(PostgresDestination.arrayLiteral(rows, column: 1) == #"{"a\"b\\c",NULL,"ünï"}"#)
     }
 
     /// Every type of the pipeline issue, copied by the snapshot and then streamed (inserts, an
