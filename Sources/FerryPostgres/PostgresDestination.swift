@@ -101,6 +101,8 @@ public actor PostgresDestination: Destination {
     private var runs: [Run] = []
     private var runRows = 0
     private var connectionNumber = 0
+    /// Rows written with COPY (large runs of new rows) rather than upserts.
+    public private(set) var copiedRows = 0
     /// Conflicts seen so far, by kind.
     public private(set) var conflicts: [ConflictKind: Int] = [:]
     private let conflictCounters: [ConflictKind: Counter]
@@ -382,6 +384,13 @@ public actor PostgresDestination: Destination {
                 rows = kept
             }
             let columns = mapping.filter { $0.target != nil }
+            // A large run of new rows (the snapshot, a bulk insert) goes in with COPY, inside a
+            // savepoint; if a key is already there (a resumed snapshot chunk, a replay) the
+            // savepoint is rolled back and the rows take the upsert below.
+            if !target.isKeyless, rows.count >= Self.copyThreshold,
+               current.origins.allSatisfy({ $0 != .update }) {
+                if try await copyNewRows(rows, columns: columns, into: target) { return }
+            }
             var bindings = PostgresBindings()
             for column in columns {
                 bindings.append(Self.arrayLiteral(rows, column: column.source))
@@ -493,6 +502,62 @@ public actor PostgresDestination: Destination {
         return array.map { $0 as? String }
     }
 
+    static let copyThreshold = 200
+
+    /// COPY … FROM STDIN (text format) of rows none of which should exist yet. Returns false
+    /// (after rolling back to the savepoint) when a key already existed.
+    private func copyNewRows(_ rows: [Row], columns: [(source: Int, target: Int?)], into target: Target) async throws -> Bool {
+        guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        // postgres-nio writes COPY "table" ("column", …) without escaping and without a schema:
+        // names with a double quote take the upsert, and the schema comes from search_path.
+        let names = columns.map { target.columns[$0.target!].name }
+        guard !names.contains(where: { $0.contains("\"") }), !target.schema.contains("\""), !target.table.contains("\"") else { return false }
+        let sources = columns.map(\.source)
+        try await execute("SAVEPOINT ferry_copy")
+        try await execute("SET LOCAL search_path TO \(quoteIdentifier(target.schema))")
+        do {
+            try await connection.copyFrom(table: target.table, columns: names, format: .text(.init()), logger: logger) { writer in
+                var buffer = ByteBuffer()
+                buffer.reserveCapacity(1 << 20)
+                var scratch: [UInt8] = []
+                for row in rows {
+                    for (index, source) in sources.enumerated() {
+                        if index > 0 { buffer.writeInteger(UInt8(ascii: "\t")) }
+                        scratch.removeAll(keepingCapacity: true)
+                        guard row[source].appendPostgresText(to: &scratch) else {
+                            buffer.writeStaticString("\\N")
+                            continue
+                        }
+                        for byte in scratch {
+                            switch byte {
+                            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
+                            case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
+                            case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
+                            case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
+                            default: buffer.writeInteger(byte)
+                            }
+                        }
+                    }
+                    buffer.writeInteger(UInt8(ascii: "\n"))
+                    if buffer.readableBytes >= 1 << 20 {
+                        try await writer.write(buffer)
+                        buffer.clear()
+                    }
+                }
+                if buffer.readableBytes > 0 { try await writer.write(buffer) }
+            }
+        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+            // Rolling back to the savepoint also undoes SET LOCAL.
+            try await execute("ROLLBACK TO SAVEPOINT ferry_copy")
+            try await execute("RELEASE SAVEPOINT ferry_copy")
+            return false
+        }
+        try await execute("SET LOCAL search_path TO DEFAULT")
+        try await execute("RELEASE SAVEPOINT ferry_copy")
+        copiedRows += rows.count
+        return true
+    }
+
     /// Column `column` of `rows` as a text[] literal, built in bytes (the hot path of every
     /// set-based statement).
     static func arrayLiteral(_ rows: [Row], column: Int) -> String {
@@ -544,6 +609,9 @@ public actor PostgresDestination: Destination {
             var castType: String
         }
         var quotedName: String
+        /// Unquoted schema and table names.
+        var schema: String
+        var table: String
         var columns: [Column]
         /// Indexes (into `columns`) of the primary key; empty: match rows on every column.
         var keyColumns: [Int]
@@ -572,14 +640,14 @@ public actor PostgresDestination: Destination {
     private func target(for schema: TableSchema) async throws -> Target {
         if let known = targets[schema.qualifiedName] { return known }
         let quoted = quoteIdentifier(schema.schema) + "." + quoteIdentifier(schema.name)
-        var target = try await describe(quoted)
+        var target = try await describe(quoted, schema: schema.schema, table: schema.name)
         if target == nil {
             guard options.createTables else {
                 throw FerryError(.destinationRejected, "table \(quoted) does not exist on the target \(name)",
                                  fix: "create it, or let Ferry create tables (drop the verify-only option)")
             }
             try await create(schema, quoted: quoted)
-            target = try await describe(quoted)
+            target = try await describe(quoted, schema: schema.schema, table: schema.name)
         }
         guard let target else { throw FerryError(.destinationRejected, "table \(quoted) could not be created on \(name)") }
         let missing = schema.columns.map(\.name).filter { name in !target.columns.contains { $0.name == name } }
@@ -596,7 +664,7 @@ public actor PostgresDestination: Destination {
         return target
     }
 
-    private func describe(_ quoted: String) async throws -> Target? {
+    private func describe(_ quoted: String, schema: String, table: String) async throws -> Target? {
         var bindings = PostgresBindings()
         bindings.append(quoted)
         let rows = try await queryRows("""
@@ -624,7 +692,8 @@ public actor PostgresDestination: Destination {
             if keyPosition > 0 { keyed.append((Int(keyPosition), columns.count)) }
             columns.append(Target.Column(name: name, castType: type))
         }
-        return Target(quotedName: quoted, columns: columns, keyColumns: keyed.sorted { $0.position < $1.position }.map(\.index))
+        return Target(quotedName: quoted, schema: schema, table: table, columns: columns,
+                      keyColumns: keyed.sorted { $0.position < $1.position }.map(\.index))
     }
 
     private func create(_ schema: TableSchema, quoted: String) async throws {

@@ -169,6 +169,37 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
         }
     }
 
+    /// Large runs of new rows go in with COPY (escaping tabs, newlines, backslashes, NULL); a
+    /// key already on the target sends the run through the upsert instead.
+    @Test func bulkRowsGoThroughCopyAndFallBackToTheUpsert() async throws {
+        try await withTestDatabase(.trust, prefix: "pgsrc") { source in
+            try await withTestDatabase(.trust, prefix: "pgdst") { target in
+                let create = "CREATE TABLE bulk (id int PRIMARY KEY, t text, b bytea, n numeric, a int[], j jsonb)"
+                try await source.psql("""
+                    \(create);
+                    INSERT INTO bulk SELECT g, E'tab\\there\\nnew\\\\line ' || g, decode(md5(g::text), 'hex'), g / 7.0,
+                                            ARRAY[g, NULL], jsonb_build_object('k', g)
+                    FROM generate_series(1, 2000) g;
+                    UPDATE bulk SET t = NULL WHERE id % 10 = 0;
+                    """)
+                // The target already has row 5 (as after a crash in the middle of a chunk).
+                try await target.psql("\(create); INSERT INTO bulk (id, t) VALUES (5, 'stale')")
+                let state = MemoryStateStore()
+                let (first, firstDestination) = try postgresPipeline(source, target, tables: ["public.bulk"], state: state)
+                try await first.run()
+                #expect(await firstDestination.copiedRows == 0, "the snapshot found row 5 and took the upsert")
+                #expect(try await rowTexts(target, "bulk") == (try await rowTexts(source, "bulk")))
+
+                try await source.psql("INSERT INTO bulk SELECT g, E'x\\ty', NULL, NULL, NULL, NULL FROM generate_series(2001, 3000) g")
+                let (second, secondDestination) = try postgresPipeline(source, target, tables: ["public.bulk"], state: state)
+                try await second.run()
+                #expect(await secondDestination.copiedRows == 1000, "the bulk insert went in with COPY")
+                #expect(try await rowTexts(target, "bulk") == (try await rowTexts(source, "bulk")))
+                #expect(try await target.psql("SELECT count(*) FROM bulk WHERE t LIKE E'%\\t%'") == "2800")
+            }
+        }
+    }
+
     @Test func destinationSettingsComeFromTheURL() throws {
         let (url, options) = try PostgresDestination.splitOptions("postgres://u@h/db?sslmode=disable&ferry_tables=verify&ferry_truncate=cascade&ferry_conflicts=stop")
         #expect(url == "postgres://u@h/db?sslmode=disable")
