@@ -6,6 +6,7 @@ import FoundationNetworking
 #endif
 import Logging
 import MetricsTestKit
+import NIOCore
 import PostgresReplication
 import PostgresWire
 import Prometheus
@@ -301,5 +302,17 @@ func quietLogger() -> Logger {
             #expect(try await database.psql("SELECT application_name FROM pg_stat_activity WHERE pid = (SELECT active_pid FROM pg_replication_slots WHERE slot_name = '\(configuration.slotName)')") == "someone_else")
             await holder.close()
         }
+    }
+}
+
+@Suite struct TransientErrorTests {
+    @Test func socketErrorsAreRetriedAndConfigurationErrorsAreNot() {
+        #expect(Pipeline.isTransient(ChannelError.ioOnClosedChannel))
+        #expect(Pipeline.isTransient(IOError(errnoCode: ECONNRESET, reason: "read")))
+        #expect(Pipeline.isTransient(FerryError(.destination, "lost")))
+        #expect(!Pipeline.isTransient(FerryError(.destinationRejected, "refused")))
+        #expect(!Pipeline.isTransient(FerryError(.slotLost, "gone")))
+        #expect(!Pipeline.isTransient(PGConnectionError(.authenticationFailed, "wrong password")))
+        #expect(Pipeline.isTransient(PGConnectionError(.connectionClosed, "closed")))
     }
 }

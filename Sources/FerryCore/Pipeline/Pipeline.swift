@@ -125,6 +125,10 @@ public final class Pipeline: Sendable {
     /// Connection failures a new connection can cure.
     static func isTransient(_ error: any Error) -> Bool {
         if let error = error as? FerryError { return error.kind.isRetryable }
+        // A socket error that escaped classification (seen once under load while the source
+        // restarted: "I/O on closed channel"): the connection is gone, a new one may work.
+        let type = String(reflecting: Swift.type(of: error))
+        if type.hasPrefix("NIOCore.ChannelError") || type.hasPrefix("NIOCore.IOError") || type.hasPrefix("NIOPosix.") { return true }
         if let error = error as? PGConnectionError {
             switch error.code {
             case .hostUnreachable, .connectTimeout, .connectionClosed:
