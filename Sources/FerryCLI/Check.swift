@@ -43,10 +43,7 @@ extension Ferry {
             logger.logLevel = .error
             let report = await preflight.run(logger: logger)
             if json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                FileHandle.standardOutput.write(try encoder.encode(report))
-                FileHandle.standardOutput.write(Data("\n".utf8))
+                try MachineOutput.writeJSON(report)
             } else {
                 print(Self.render(report))
             }

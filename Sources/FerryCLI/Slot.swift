@@ -32,10 +32,7 @@ extension Ferry {
                     throw error
                 }
                 if json {
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-                    FileHandle.standardOutput.write(try encoder.encode(slots))
-                    FileHandle.standardOutput.write(Data("\n".utf8))
+                    try MachineOutput.writeJSON(slots)
                     return
                 }
                 print(Self.render(slots))

@@ -53,8 +53,7 @@ extension Ferry {
             }
             let data = try await Self.fetch(host: host, port: port)
             if json {
-                FileHandle.standardOutput.write(data)
-                FileHandle.standardOutput.write(Data("\n".utf8))
+                MachineOutput.writeLine(data)
                 return
             }
             print(Self.render(try Self.decode(data)))
@@ -130,8 +129,7 @@ extension Ferry {
                 object["snapshot"] = record?.snapshot.rawValue ?? NSNull()
                 object["destinations"] = positions.map { ["name": Redaction.redact($0.destination), "durable_lsn": $0.position] }
                 let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
-                FileHandle.standardOutput.write(data)
-                FileHandle.standardOutput.write(Data("\n".utf8))
+                MachineOutput.writeLine(data)
                 return
             }
             var lines = ["pipeline \(name) (from the database and \(state))"]

@@ -243,16 +243,8 @@ public actor PostgresDestination: Destination {
             // transaction holds only this partial transaction; drop it.
             logger.warning("transaction delivered again before its commit; discarding its partial changes",
                            metadata: ["xid": "\(open.xid)", "destination": "\(name)"])
-            runs = []
-            runRows = 0
-            if targetTransactionOpen {
-                try await execute("ROLLBACK")
-                targetTransactionOpen = false
-                targets.removeAll()
-            }
-            appliedPosition = durablePosition
-            pendingRows = 0
-            transaction = nil
+            if targetTransactionOpen { try await execute("ROLLBACK") }
+            forgetUncommitted()
         }
         transaction = info
         skipping = false
@@ -558,8 +550,8 @@ public actor PostgresDestination: Destination {
         return true
     }
 
-    /// Column `column` of `rows` as a text[] literal, built in bytes (the hot path of every
-    /// set-based statement).
+    /// Column `column` of `rows` as a text[] literal (`{"a","b\"c",NULL}`: every element
+    /// quoted), built in bytes (the hot path of every set-based statement).
     static func arrayLiteral(_ rows: [Row], column: Int) -> String {
         let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
         var out: [UInt8] = [UInt8(ascii: "{")]
@@ -583,22 +575,6 @@ public actor PostgresDestination: Destination {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// `{"a","b\"c",NULL}`: a text[] literal; every element quoted.
-    static func arrayLiteral(_ values: [String?]) -> String {
-        var out = "{"
-        out.reserveCapacity(values.count * 8)
-        for (index, value) in values.enumerated() {
-            if index > 0 { out += "," }
-            guard let value else { out += "NULL"; continue }
-            out += "\""
-            for character in value.unicodeScalars {
-                if character == "\"" || character == "\\" { out += "\\" }
-                out.unicodeScalars.append(character)
-            }
-            out += "\""
-        }
-        return out + "}"
-    }
 
     // MARK: Target tables
 
@@ -759,14 +735,7 @@ public actor PostgresDestination: Destination {
         if targetTransactionOpen, let connection, !connection.isClosed, !Self.isConnectionLost(error) {
             _ = try? await execute("ROLLBACK")
         }
-        targetTransactionOpen = false
-        runs = []
-        runRows = 0
-        transaction = nil
-        skipping = false
-        pendingRows = 0
-        appliedPosition = durablePosition
-        targets.removeAll()
+        forgetUncommitted()
         logger.error("write to the target failed; its uncommitted changes were rolled back",
                      metadata: ["destination": "\(name)", "error": "\(Redaction.redact(String(reflecting: error)))",
                                 "position": "\(durablePosition?.description ?? "none")"])
@@ -814,12 +783,19 @@ public actor PostgresDestination: Destination {
             await dropConnection()
             throw classify(error)
         }
-        appliedPosition = durablePosition
+        forgetUncommitted()
+    }
+
+    /// Back to the durable state: nothing pending, no transaction open, table definitions
+    /// read again (rolled-back DDL, or a new connection).
+    private func forgetUncommitted() {
         targetTransactionOpen = false
-        transaction = nil
-        skipping = false
         runs = []
         runRows = 0
+        pendingRows = 0
+        transaction = nil
+        skipping = false
+        appliedPosition = durablePosition
         targets.removeAll()
     }
 

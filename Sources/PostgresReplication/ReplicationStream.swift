@@ -121,14 +121,12 @@ public final class ReplicationStream: AsyncSequence {
                 finished = true
                 try? await connection.send(.copyDone)
                 try? await drainUntilReady()
-                throw PGConnectionError(.connectionClosed, "the server ended the replication stream (it is shutting down or restarting)",
-                                        fix: "nothing to fix if the server restarts: reconnect and resume from the confirmed position")
+                throw Self.serverEnded()
             case .commandComplete:
                 // A walsender that is shut down while caught up ends the COPY with CommandComplete
                 // alone, then exits.
                 finished = true
-                throw PGConnectionError(.connectionClosed, "the server ended the replication stream (it is shutting down or restarting)",
-                                        fix: "nothing to fix if the server restarts: reconnect and resume from the confirmed position")
+                throw Self.serverEnded()
             case .errorResponse(let fields):
                 finished = true
                 throw connection.serverError(fields)
@@ -142,6 +140,11 @@ public final class ReplicationStream: AsyncSequence {
             }
         }
         return nil
+    }
+
+    private static func serverEnded() -> PGConnectionError {
+        PGConnectionError(.connectionClosed, "the server ended the replication stream (it is shutting down or restarting)",
+                          fix: "nothing to fix if the server restarts: reconnect and resume from the confirmed position")
     }
 
     private func decodeFrame(_ payload: ByteBuffer) throws -> WALMessage? {

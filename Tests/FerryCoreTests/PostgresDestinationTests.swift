@@ -40,8 +40,9 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
 
 @Suite struct PostgresDestinationTests {
     @Test func arrayLiteralsQuoteEveryElement() {
-        #expect(PostgresDestination.arrayLiteral(["a", nil, "b\"c", "d\\e", "{x,y}", ""]) == #"{"a",NULL,"b\"c","d\\e","{x,y}",""}"#)
-        #expect(PostgresDestination.arrayLiteral([]) == "{}")
+        let texts: [Row] = ["a", nil, "b\"c", "d\\e", "{x,y}", ""].map { [$0.map(Value.text) ?? .null] }
+        #expect(PostgresDestination.arrayLiteral(texts, column: 0) == #"{"a",NULL,"b\"c","d\\e","{x,y}",""}"#)
+        #expect(PostgresDestination.arrayLiteral([], column: 0) == "{}")
         let rows: [Row] = [[.int32(1), .text("a\"b\\c")], [.null, .null], [.int32(-7), .text("ünï")]]
         #expect(PostgresDestination.arrayLiteral(rows, column: 0) == #"{"1",NULL,"-7"}"#)
         #expect(PostgresDestination.arrayLiteral(rows, column: 1) == #"{"a\"b\\c",NULL,"ünï"}"#)

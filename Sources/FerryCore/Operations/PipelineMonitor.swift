@@ -34,6 +34,7 @@ public final class PipelineMonitor: Sendable {
         var rateSample: (at: ContinuousClock.Instant, changes: Int)?
         var changesPerSecond: Double = 0
         var counters: [String: Counter] = [:]
+        var gauges: [String: Gauge] = [:]
     }
 
     public let pipeline: String
@@ -186,7 +187,7 @@ public final class PipelineMonitor: Sendable {
 
     func durable(_ position: LSN, destination: String) {
         state.withLock { $0.destinations[destination] = position }
-        counterGauge("ferry_destination_durable_lsn", [("pipeline", pipeline), ("destination", destination)]).record(Int64(bitPattern: position.rawValue))
+        gauge("ferry_destination_durable_lsn", [("pipeline", pipeline), ("destination", destination)]).record(Int64(bitPattern: position.rawValue))
     }
 
     /// The position confirmed to PostgreSQL: transactions up to it count as applied.
@@ -269,18 +270,33 @@ public final class PipelineMonitor: Sendable {
 
     // MARK: Helpers
 
+    /// Metrics with per-table or per-destination labels: made once (labels redacted), then cached.
     private func counter(_ label: String, _ dimensions: [(String, String)]) -> Counter {
-        let key = label + dimensions.map { "\u{1}" + $0.1 }.joined()
+        let key = Self.cacheKey(label, dimensions)
         return state.withLock { state in
             if let existing = state.counters[key] { return existing }
-            let made = Counter(label: label, dimensions: dimensions.map { ($0.0, Redaction.redact($0.1)) }, factory: factory)
+            let made = Counter(label: label, dimensions: Self.redacted(dimensions), factory: factory)
             state.counters[key] = made
             return made
         }
     }
 
-    private func counterGauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
-        Gauge(label: label, dimensions: dimensions.map { ($0.0, Redaction.redact($0.1)) }, factory: factory)
+    private func gauge(_ label: String, _ dimensions: [(String, String)]) -> Gauge {
+        let key = Self.cacheKey(label, dimensions)
+        return state.withLock { state in
+            if let existing = state.gauges[key] { return existing }
+            let made = Gauge(label: label, dimensions: Self.redacted(dimensions), factory: factory)
+            state.gauges[key] = made
+            return made
+        }
+    }
+
+    private static func cacheKey(_ label: String, _ dimensions: [(String, String)]) -> String {
+        label + dimensions.map { "\u{1}" + $0.1 }.joined()
+    }
+
+    private static func redacted(_ dimensions: [(String, String)]) -> [(String, String)] {
+        dimensions.map { ($0.0, Redaction.redact($0.1)) }
     }
 
     static func describe(_ change: Change) -> (table: String, op: String, bytes: Int) {

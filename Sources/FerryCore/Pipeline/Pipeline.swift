@@ -79,10 +79,7 @@ public final class Pipeline: Sendable {
                     // what the destinations already have: make every complete transaction they
                     // received durable, and skip up to there.
                     for lane in lanes {
-                        if let position = try await lane.flush() {
-                            try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
-                            monitor.durable(position, destination: lane.destination.name)
-                        }
+                        _ = try await flushAndRecord(lane)
                         lane.skipAlreadyDurable()
                     }
                 }
@@ -358,18 +355,23 @@ public final class Pipeline: Sendable {
         }
     }
 
+    /// Flushes one destination and records its durable position (state store, monitor).
+    private func flushAndRecord(_ lane: DestinationLane) async throws -> LSN? {
+        let position = try await lane.flush()
+        if let position {
+            try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+            monitor.durable(position, destination: lane.destination.name)
+        }
+        return position
+    }
+
     /// Flushes every destination and confirms the lowest durable position to PostgreSQL.
     /// A heartbeat (our own logical message at `position`, after the unit ending at `after`)
     /// is confirmed once everything delivered before it is durable.
     private func flush(_ lanes: [DestinationLane], stream: ReplicationStream, heartbeat: (position: LSN, after: LSN?)? = nil) async throws {
         var positions: [LSN?] = []
         for lane in lanes {
-            let position = try await lane.flush()
-            if let position {
-                try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
-                monitor.durable(position, destination: lane.destination.name)
-            }
-            positions.append(position)
+            positions.append(try await flushAndRecord(lane))
         }
         let lowest: LSN? = positions.contains(where: { $0 == nil }) ? nil : positions.compactMap({ $0 }).min()
         var confirm = lowest
