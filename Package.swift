@@ -104,6 +104,19 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Debian's librdkafka (librdkafka-dev, 2.0 or newer), for the Kafka destination.
+        .systemLibrary(name: "CRdkafka", pkgConfig: "rdkafka", providers: [.apt(["librdkafka-dev"])]),
+        // Kafka (kafka://): Debezium-compatible events through librdkafka's idempotent producer.
+        .target(
+            name: "FerryKafka",
+            dependencies: [
+                "FerryCore",
+                "CRdkafka",
+                "PostgresWire",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         // JSON lines (a file or stdout) in the Debezium-compatible envelope.
         .target(
             name: "FerryJSON",
@@ -118,6 +131,7 @@ let package = Package(
                 "FerrySQLite",
                 "FerryJSON",
                 "FerryPostgres",
+                "FerryKafka",
                 "FerryLocalPostgres",
                 "FerryAdmin",
                 "PostgresReplication",
@@ -206,6 +220,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "FerryKafkaTests",
+            dependencies: ["FerryKafka", "FerryCore", "CRdkafka", "FerryTestSupport", "PostgresWire"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "FerryTestSupportTests",
             dependencies: [
                 "FerryTestSupport",
@@ -216,7 +235,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryCLITests",
-            dependencies: ["FerryCLI", "FerryCore", "FerrySQLite", "FerryTestSupport", "PostgresWire"],
+            dependencies: ["FerryCLI", "FerryCore", "FerrySQLite", "FerryKafka", "FerryTestSupport", "PostgresWire"],
             swiftSettings: strict
         ),
     ],

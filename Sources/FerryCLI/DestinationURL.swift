@@ -1,4 +1,5 @@
 import FerryCore
+import FerryKafka
 import PostgresWire
 
 /// A destination as a user writes it on the command line or in the config file.
@@ -11,10 +12,12 @@ enum DestinationURL: Equatable, CustomStringConvertible {
     case jsonLinesStdout
     /// `postgres://…` or `postgresql://…` (or a key=value string after `postgres:`) — another PostgreSQL.
     case postgres(url: String)
+    /// `kafka://HOST:PORT[,…][?…]` — Kafka topics, Debezium-compatible events.
+    case kafka(url: String)
 
     static let defaultReplica = DestinationURL.sqlite(path: "./ferry-replica.db")
 
-    static let supported = "postgres://USER@HOST/DB, sqlite:PATH, jsonl:PATH, or - (JSON lines on stdout)"
+    static let supported = "postgres://USER@HOST/DB, kafka://HOST:PORT, sqlite:PATH, jsonl:PATH, or - (JSON lines on stdout)"
 
     init(_ text: String) throws {
         if text == "-" {
@@ -34,9 +37,12 @@ enum DestinationURL: Equatable, CustomStringConvertible {
                 throw FerryError(.configuration, "destination \(Redaction.redact(text)): \(error.field): \(error.message)", fix: error.fix)
             }
             self = .postgres(url: text)
+        } else if text.hasPrefix("kafka://") {
+            _ = try KafkaOptions(url: text)
+            self = .kafka(url: text)
         } else {
             let scheme = text.split(separator: ":", maxSplits: 1).first.map(String.init) ?? text
-            let later = ["kafka", "nats", "redis", "amqp", "https", "http", "clickhouse", "s3", "parquet"]
+            let later = ["nats", "redis", "amqp", "https", "http", "clickhouse", "s3", "parquet"]
             if later.contains(scheme) {
                 throw FerryError(.configuration, "destination \(scheme): is not available in this build yet",
                                  fix: "use one of \(Self.supported)")
@@ -50,7 +56,7 @@ enum DestinationURL: Equatable, CustomStringConvertible {
         case .sqlite(let path): "sqlite:\(path)"
         case .jsonLinesFile(let path): "jsonl:\(path)"
         case .jsonLinesStdout: "-"
-        case .postgres(let url): Redaction.redact(url)
+        case .postgres(let url), .kafka(let url): Redaction.redact(url)
         }
     }
 }

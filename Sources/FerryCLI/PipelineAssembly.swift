@@ -1,6 +1,7 @@
 import CoreMetrics
 import FerryCore
 import FerryJSON
+import FerryKafka
 import FerryPostgres
 import FerrySQLite
 import Logging
@@ -13,6 +14,8 @@ enum PipelineAssembly {
             switch url {
             case .postgres(let text):
                 return try PostgresDestination(url: text, pipeline: configuration.name, logger: logger, metrics: metrics)
+            case .kafka(let text):
+                return try KafkaDestination(url: text, pipeline: configuration.name, database: configuration.source.database, logger: logger)
             case .sqlite(let path):
                 return SQLiteDestination(path: path, pipeline: configuration.name, logger: logger)
             case .jsonLinesFile(let path):

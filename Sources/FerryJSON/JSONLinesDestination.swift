@@ -109,7 +109,7 @@ public actor JSONLinesDestination: Destination {
     private var lastCommit: LSN?
     /// The `endLSN` of the last commit written and synced.
     private var durablePosition: LSN?
-    private var toastColumns: [String] = []
+    private let envelope: DebeziumEnvelope
 
     /// - Parameters:
     ///   - output: a file (appended to, created if needed) or standard output.
@@ -124,6 +124,7 @@ public actor JSONLinesDestination: Destination {
         self.database = database
         self.name = name ?? "jsonl:\(output)"
         self.bufferSize = max(64 * 1024, bufferSize)
+        self.envelope = DebeziumEnvelope(pipeline: pipeline, database: database)
         self.json = JSONWriter(reservingCapacity: self.bufferSize + 16 * 1024)
         var logger = logger
         logger[metadataKey: "destination"] = "\(self.name)"
@@ -155,7 +156,7 @@ public actor JSONLinesDestination: Destination {
 
     public func write(_ events: [PipelineEvent]) throws {
         guard descriptor >= 0 else { throw JSONLinesError(message: "the JSON lines destination \(name) is not open") }
-        let now = Self.nowMilliseconds()
+        let now = DebeziumEnvelope.nowMilliseconds()
         for event in events {
             switch event {
             case .begin(let info):
@@ -166,20 +167,12 @@ public actor JSONLinesDestination: Destination {
             case .change(let change, let lsn):
                 writeChange(change, lsn: lsn, now: now)
             case .snapshotRow(let table, let row):
-                line(op: "r", table: table, before: nil, after: row, lsn: nil, snapshot: true, now: now)
+                line(op: .read, table: table, before: nil, after: row, lsn: nil, now: now)
             case .schemaChange(let change):
                 writeSchemaChange(change, now: now)
             case .message(let prefix, let content, let lsn, _):
-                json.beginObject()
-                json.key("op"); json.string("m")
-                json.key("ts_ms"); json.integer(now)
-                source(schema: "", table: "", lsn: lsn, snapshot: false, now: now)
-                json.key("message")
-                json.beginObject()
-                json.key("prefix"); json.string(prefix)
-                json.key("content"); json.base64(content)
-                json.endObject()
-                endLine()
+                envelope.writeMessage(&json, prefix: prefix, content: content, lsn: lsn, transaction: transaction, now: now)
+                json.bytes.append(UInt8(ascii: "\n"))
             case .snapshotTableStarted, .snapshotTableFinished:
                 break
             }
@@ -210,74 +203,33 @@ public actor JSONLinesDestination: Destination {
     private func writeChange(_ change: Change, lsn: LSN, now: Int64) {
         switch change {
         case .insert(let table, let row):
-            line(op: "c", table: table, before: nil, after: row, lsn: lsn, snapshot: false, now: now)
+            line(op: .create, table: table, before: nil, after: row, lsn: lsn, now: now)
         case .update(let table, let old, let oldIsKeyOnly, let row):
-            line(op: "u", table: table, before: old.map { ($0, oldIsKeyOnly) }, after: row, lsn: lsn, snapshot: false, now: now)
+            line(op: .update, table: table, before: old.map { ($0, oldIsKeyOnly) }, after: row, lsn: lsn, now: now)
         case .delete(let table, let old, let oldIsKeyOnly):
-            line(op: "d", table: table, before: (old, oldIsKeyOnly), after: nil, lsn: lsn, snapshot: false, now: now)
+            line(op: .delete, table: table, before: (old, oldIsKeyOnly), after: nil, lsn: lsn, now: now)
         case .truncate(let tables, _, _):
             for table in tables {
-                line(op: "t", table: table, before: nil, after: nil, lsn: lsn, snapshot: false, now: now)
+                line(op: .truncate, table: table, before: nil, after: nil, lsn: lsn, now: now)
             }
         }
     }
 
-    private func line(op: String, table: TableSchema, before: (row: Row, keyOnly: Bool)?, after: Row?,
-                      lsn: LSN?, snapshot: Bool, now: Int64) {
-        toastColumns.removeAll(keepingCapacity: true)
-        json.beginObject()
-        json.key("before")
-        if let before { rowObject(before.row, table, keyOnly: before.keyOnly, collectToast: false) } else { json.null() }
-        json.key("after")
-        if let after { rowObject(after, table, keyOnly: false, collectToast: true) } else { json.null() }
-        source(schema: table.schema, table: table.name, lsn: lsn, snapshot: snapshot, now: now)
-        json.key("op"); json.string(op)
-        json.key("ts_ms"); json.integer(now)
-        if !toastColumns.isEmpty {
-            json.key("unchanged_toast")
-            json.beginArray()
-            for column in toastColumns { json.string(column) }
-            json.endArray()
-        }
-        endLine()
+    private func line(op: DebeziumEnvelope.Operation, table: TableSchema, before: (row: Row, keyOnly: Bool)?, after: Row?,
+                      lsn: LSN?, now: Int64) {
+        envelope.writeValue(&json, op: op, table: table, before: before, after: after, lsn: lsn,
+                            transaction: op == .read ? nil : transaction, now: now)
+        json.bytes.append(UInt8(ascii: "\n"))
     }
 
-    private func rowObject(_ row: Row, _ table: TableSchema, keyOnly: Bool, collectToast: Bool) {
-        json.beginObject()
-        for (column, value) in zip(table.columns, row) {
-            if keyOnly && !column.isKey { continue }
-            if case .unchangedToast = value {
-                if collectToast { toastColumns.append(column.name) }
-                continue
-            }
-            json.key(column.name)
-            json.value(value)
-        }
-        json.endObject()
-    }
-
-    private func source(schema: String, table: String, lsn: LSN?, snapshot: Bool, now: Int64) {
-        json.key("source")
-        json.beginObject()
-        json.key("connector"); json.string("ferry")
-        json.key("name"); json.string(pipeline)
-        json.key("db"); json.string(database)
-        json.key("schema"); json.string(schema)
-        json.key("table"); json.string(table)
-        json.key("txId")
-        if let transaction, !snapshot { json.integer(Int64(transaction.xid)) } else { json.null() }
-        json.key("lsn")
-        if let lsn { json.integer(Int64(clamping: lsn.rawValue)) } else { json.null() }
-        json.key("ts_ms")
-        if let transaction, !snapshot { json.integer(Self.milliseconds(transaction.commitTime)) } else { json.integer(now) }
-        json.key("snapshot"); json.string(snapshot ? "true" : "false")
-        json.endObject()
+    private func source(schema: String, table: String, lsn: LSN?, now: Int64) {
+        envelope.writeSource(&json, schema: schema, table: table, lsn: lsn, transaction: transaction, snapshot: false, now: now)
     }
 
     private func writeSchemaChange(_ change: SchemaChange, now: Int64) {
         json.beginObject()
         json.key("op"); json.string("schema")
-        source(schema: change.new.schema, table: change.new.name, lsn: nil, snapshot: false, now: now)
+        source(schema: change.new.schema, table: change.new.name, lsn: nil, now: now)
         json.key("ts_ms"); json.integer(now)
         json.key("changes")
         json.beginArray()
@@ -376,17 +328,6 @@ public actor JSONLinesDestination: Destination {
             try writeBuffer()
             logger.warning("the file ended with an incomplete line (an earlier crash); a newline was added", metadata: ["path": "\(path)"])
         }
-    }
-
-    private static func nowMilliseconds() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
-    }
-
-    private static func milliseconds(_ timestamp: PostgresTimestamp) -> Int64 {
-        let micros = timestamp.microsecondsSince1970
-        return micros >= 0 ? micros / 1000 : (micros - 999) / 1000
     }
 }
 

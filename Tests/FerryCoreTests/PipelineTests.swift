@@ -63,25 +63,6 @@ final class RecordingDestination: Destination, @unchecked Sendable {
     }
 }
 
-/// An in-memory StateStore for pipeline tests (the SQLite one is tested on its own).
-actor MemoryStateStore: StateStore {
-    var records: [String: PipelineRecord] = [:]
-    var chunks: [String: Set<Int>] = [:]
-    var positions: [String: LSN] = [:]
-
-    func pipeline(named name: String) -> PipelineRecord? { records[name] }
-    func savePipeline(_ record: PipelineRecord) { records[record.name] = record }
-    func markChunkDone(pipeline: String, table: String, chunk: Int) { chunks[pipeline + "/" + table, default: []].insert(chunk) }
-    func doneChunks(pipeline: String, table: String) -> Set<Int> { chunks[pipeline + "/" + table] ?? [] }
-    func saveDestinationPosition(pipeline: String, destination: String, position: LSN) { positions[pipeline + "/" + destination] = position }
-    func destinationPosition(pipeline: String, destination: String) -> LSN? { positions[pipeline + "/" + destination] }
-    func reset(pipeline: String) {
-        records[pipeline] = nil
-        chunks = chunks.filter { !$0.key.hasPrefix(pipeline + "/") }
-        positions = positions.filter { !$0.key.hasPrefix(pipeline + "/") }
-    }
-}
-
 @Suite struct PipelineStreamingTests {
     func configuration(_ database: TestDatabase, once: Bool = false) throws -> PipelineConfiguration {
         // Slot names are cluster-wide: name the pipeline after the test's own database.

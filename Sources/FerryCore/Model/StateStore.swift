@@ -59,3 +59,26 @@ public struct PipelineRecord: Sendable, Hashable {
         self.tables = tables
     }
 }
+
+/// A state store that keeps everything in memory: positions and snapshot progress are lost
+/// when the process ends. For tests, and for pipelines whose destinations store their own
+/// position (exactly-once destinations re-read it at open).
+public actor MemoryStateStore: StateStore {
+    private var records: [String: PipelineRecord] = [:]
+    private var chunks: [String: Set<Int>] = [:]
+    private var positions: [String: LSN] = [:]
+
+    public init() {}
+
+    public func pipeline(named name: String) -> PipelineRecord? { records[name] }
+    public func savePipeline(_ record: PipelineRecord) { records[record.name] = record }
+    public func markChunkDone(pipeline: String, table: String, chunk: Int) { chunks[pipeline + "/" + table, default: []].insert(chunk) }
+    public func doneChunks(pipeline: String, table: String) -> Set<Int> { chunks[pipeline + "/" + table] ?? [] }
+    public func saveDestinationPosition(pipeline: String, destination: String, position: LSN) { positions[pipeline + "/" + destination] = position }
+    public func destinationPosition(pipeline: String, destination: String) -> LSN? { positions[pipeline + "/" + destination] }
+    public func reset(pipeline: String) {
+        records[pipeline] = nil
+        chunks = chunks.filter { !$0.key.hasPrefix(pipeline + "/") }
+        positions = positions.filter { !$0.key.hasPrefix(pipeline + "/") }
+    }
+}

@@ -19,7 +19,7 @@
 /// | `timestamptz` | string, ISO-8601 in UTC | `"2024-02-29T13:45:00.123456Z"` |
 /// | `interval` | string, ISO-8601 duration | `"P1Y2M3DT4H5M6.5S"`, `"PT0S"` |
 /// | `uuid` | string | `"a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"` |
-/// | `json`, `jsonb` | the document itself, nested | `{"a": [1, 2]}` |
+/// | `json`, `jsonb` | the document itself, nested (with `jsonAsString`, a string holding it, as Debezium writes it) | `{"a": [1, 2]}` |
 /// | arrays | array; several dimensions nest; NULL elements `null`; lower bounds are dropped | `[[1,2],[3,null]]` |
 /// | `inet`, `cidr`, `macaddr`, `macaddr8` | string, PostgreSQL's text | `"192.168.0.0/24"` |
 /// | `money` | string, exact decimal with 2 fraction digits | `"-1234.56"` |
@@ -36,8 +36,13 @@ public struct ValueJSONOptions: Sendable, Hashable {
     /// Debezium's placeholder for an unavailable (unchanged TOAST) value.
     public static let debeziumUnavailableValue = "__debezium_unavailable_value"
 
-    public init(unchangedToastPlaceholder: String? = ValueJSONOptions.debeziumUnavailableValue) {
+    /// `json`/`jsonb` as a string holding the document (Debezium's `io.debezium.data.Json`)
+    /// rather than nested.
+    public var jsonAsString: Bool
+
+    public init(unchangedToastPlaceholder: String? = ValueJSONOptions.debeziumUnavailableValue, jsonAsString: Bool = false) {
         self.unchangedToastPlaceholder = unchangedToastPlaceholder
+        self.jsonAsString = jsonAsString
     }
 }
 
@@ -58,7 +63,7 @@ extension JSONWriter {
              .bitString(let v), .tsvector(let v), .unknown(_, let v):
             string(v)
         case .json(let v), .jsonb(let v):
-            if v.isEmpty { null() } else { raw(v) }
+            if options.jsonAsString { string(v) } else if v.isEmpty { null() } else { raw(v) }
         case .bytes(let v): base64(v)
         case .unknownBinary(_, let v): base64(v)
         case .uuid(let v):

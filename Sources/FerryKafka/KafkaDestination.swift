@@ -1,0 +1,343 @@
+import FerryCore
+import Logging
+import PostgresWire
+
+/// Kafka (`kafka://HOST:PORT[,…]`, options in ``KafkaOptions``): one message per change, in
+/// the envelope of Debezium's PostgreSQL connector (``DebeziumEnvelope``), so that consumers
+/// of Debezium topics read Ferry's unchanged.
+///
+/// - **Topics**: `{prefix}.{schema}.{table}` (prefix: the pipeline's name unless
+///   `topic_prefix` says otherwise; the template is `topic`). Logical messages
+///   (`pg_logical_emit_message`) go to `{prefix}.message` with key `{"prefix": …}`; transaction
+///   metadata (optional) to `{prefix}.transaction`.
+/// - **Keys**: the row's key columns, `{"id": 1}` (with `schemas=true`, `{"schema": …,
+///   "payload": …}`). Tables under `REPLICA IDENTITY FULL` or without a key get no key (as
+///   Debezium does for tables without a primary key); their order holds only within a
+///   partition. Truncate events have no key. With `tombstones=true` a delete is followed by a
+///   message with the same key and no value.
+/// - **Order**: librdkafka's idempotent producer keeps the order of messages per partition,
+///   and the partitioner (`murmur2_random`, the Java client's) maps a key to one partition:
+///   the events of a row arrive in commit order.
+/// - **Durability**: `flush()` waits until librdkafka reports every message written so far
+///   as delivered (`acks=all`) and only then returns the last commit's position: the flush
+///   LSN confirmed to PostgreSQL never passes an undelivered message. While brokers are away
+///   librdkafka retries without end (`message.timeout.ms=0`) and the flush waits (the
+///   pipeline stops reading: backpressure); it resumes when they return. A delivery that
+///   fails for good (message too large, topic missing and not auto-created, authorization,
+///   a fatal idempotence error) stops the pipeline with librdkafka's reason; nothing after it
+///   is confirmed.
+/// - **Delivery is at-least-once**: Kafka cannot store the position with the messages, so
+///   after a crash the pipeline sends again from the last confirmed position; consumers
+///   deduplicate on `source.lsn` (+ `source.table`), as with Debezium.
+/// - **Unchanged TOAST** values are left out of `after` and named in `unchanged_toast`.
+/// - Schema changes write no message: the next events carry the new columns (and, with
+///   `schemas=true`, the new schema).
+public actor KafkaDestination: Destination {
+    public nonisolated let name: String
+    public nonisolated let options: KafkaOptions
+    public nonisolated let pipeline: String
+    public nonisolated let prefix: String
+
+    private let logger: Logger
+    private let envelope: DebeziumEnvelope
+    private var producer: KafkaProducer?
+    private var key = JSONWriter(reservingCapacity: 256)
+    private var value = JSONWriter(reservingCapacity: 4096)
+    private var transaction: TransactionInfo?
+    private var lastCommit: LSN?
+    private var durablePosition: LSN?
+    private var tables: [String: TableTopic] = [:]
+    /// Transaction metadata: events so far in the open transaction, and per table.
+    private var eventCount = 0
+    private var tableEventCounts: [(table: String, count: Int)] = []
+    private let transactionTopic: String?
+    private let messageTopic: String
+
+    /// Messages reported delivered (for tests and logs).
+    public var deliveredMessages: Int { producer?.tracker.delivered ?? 0 }
+
+    /// A table's topic and, with `schemas=true`, its schemas, for one table definition.
+    private struct TableTopic {
+        var table: TableSchema
+        var topic: String
+        var keySchema: [UInt8]
+        var valueSchema: [UInt8]
+    }
+
+    /// - Parameters:
+    ///   - url: `kafka://…` (see ``KafkaOptions``).
+    ///   - pipeline: the pipeline's name (`source.name`, the default topic prefix).
+    ///   - database: the source database's name (`source.db`).
+    public init(url: String, pipeline: String, database: String, name: String? = nil,
+                logger: Logger = Logger(label: "ferry.kafka")) throws {
+        try self.init(options: KafkaOptions(url: url), pipeline: pipeline, database: database,
+                      name: name ?? Redaction.redact(url), logger: logger)
+    }
+
+    public init(options: KafkaOptions, pipeline: String, database: String, name: String? = nil,
+                logger: Logger = Logger(label: "ferry.kafka")) {
+        self.options = options
+        self.pipeline = pipeline
+        self.prefix = options.topicPrefix ?? pipeline
+        self.name = name ?? "kafka://\(options.bootstrapServers)"
+        self.envelope = DebeziumEnvelope(pipeline: pipeline, database: database,
+                                         values: ValueJSONOptions(unchangedToastPlaceholder: nil,
+                                                                  jsonAsString: options.jsonAsString || options.schemas))
+        self.transactionTopic = options.transactionTopic?.replacingAll("{prefix}", with: prefix)
+        self.messageTopic = "\(prefix).message"
+        var logger = logger
+        logger[metadataKey: "destination"] = "\(self.name)"
+        self.logger = logger
+    }
+
+    // MARK: Destination
+
+    /// Creates the producer and asks the brokers for metadata, so a wrong address or a broker
+    /// that is down fails here, with the reason, rather than stalling the first flush.
+    public func open() throws -> DestinationResume {
+        guard producer == nil else { return DestinationResume() }
+        let producer = try KafkaProducer(options: options, clientID: "ferry-\(pipeline)", logger: logger, shown: name)
+        do {
+            let brokers = try producer.brokerCount(timeoutMilliseconds: Int32(options.connectTimeoutSeconds * 1000))
+            logger.info("connected to Kafka", metadata: ["brokers": "\(brokers)", "librdkafka": "\(librdkafkaVersion)"])
+        } catch {
+            let detail = producer.tracker.lastClusterError.map { " (\($0))" } ?? ""
+            throw FerryError(.destination, "cannot reach the Kafka brokers \(options.bootstrapServers) within \(options.connectTimeoutSeconds) s: \(error.message)\(detail)",
+                             fix: "check the host and port in \(name), that the brokers run, and the security.protocol/SASL options")
+        }
+        self.producer = producer
+        return DestinationResume()
+    }
+
+    public func write(_ events: [PipelineEvent]) async throws {
+        guard let producer else { throw FerryError(.destination, "the Kafka destination \(name) is not open") }
+        try checkFailures(producer)
+        let now = DebeziumEnvelope.nowMilliseconds()
+        for event in events {
+            switch event {
+            case .begin(let info):
+                transaction = info
+                eventCount = 0
+                tableEventCounts.removeAll(keepingCapacity: true)
+                if let transactionTopic { try await sendTransactionEvent(begin: true, info, topic: transactionTopic, now: now) }
+            case .commit(let info, let endLSN):
+                if let transactionTopic { try await sendTransactionEvent(begin: false, info, topic: transactionTopic, now: now) }
+                transaction = nil
+                lastCommit = endLSN
+            case .change(let change, let lsn):
+                try await send(change, lsn: lsn, now: now)
+            case .snapshotRow(let table, let row):
+                try await sendRow(op: .read, table: table, keyRow: row, before: nil, after: row, lsn: nil, now: now)
+            case .message(let prefix, let content, let lsn, _):
+                try await sendMessage(prefix: prefix, content: content, lsn: lsn, now: now)
+            case .schemaChange(let change):
+                logger.debug("schema change: later events carry the new columns", metadata: ["table": "\(change.new.qualifiedName)"])
+            case .snapshotTableStarted, .snapshotTableFinished:
+                break
+            }
+        }
+        producer.poll()
+    }
+
+    /// Waits until every message written so far is delivered, then returns the last commit.
+    public func flush() async throws -> LSN? {
+        guard let producer else { return durablePosition }
+        let clock = ContinuousClock()
+        let started = clock.now
+        var lastWarning = started
+        var pause = Duration.milliseconds(1)
+        producer.poll()
+        while producer.tracker.outstanding > 0 {
+            try checkFailures(producer)
+            if Task.isCancelled {
+                throw FerryError(.destination, "stopped while \(producer.tracker.outstanding) Kafka messages were still undelivered; they are sent again on restart")
+            }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(20))
+            producer.poll()
+            if clock.now - lastWarning >= .seconds(30) {
+                lastWarning = clock.now
+                logger.warning("waiting for Kafka to take \(producer.tracker.outstanding) messages; the pipeline waits with them (nothing is confirmed past them)",
+                               metadata: ["waiting_s": "\((clock.now - started).components.seconds)",
+                                          "last_error": "\(producer.tracker.lastClusterError ?? "none")"])
+            }
+        }
+        try checkFailures(producer)
+        if let lastCommit { durablePosition = lastCommit }
+        return durablePosition
+    }
+
+    public func close() async throws {
+        guard producer != nil else { return }
+        _ = try await flush()
+        producer = nil
+        transaction = nil
+    }
+
+    // MARK: Events
+
+    private func send(_ change: Change, lsn: LSN, now: Int64) async throws {
+        switch change {
+        case .insert(let table, let row):
+            try await sendRow(op: .create, table: table, keyRow: row, before: nil, after: row, lsn: lsn, now: now)
+        case .update(let table, let old, let oldIsKeyOnly, let row):
+            if let old, oldIsKeyOnly, DebeziumEnvelope.hasKey(table) {
+                // PostgreSQL sends the old key only when the key changed: Debezium writes a
+                // delete under the old key (and its tombstone) and a create under the new one.
+                try await sendRow(op: .delete, table: table, keyRow: old, before: (old, true), after: nil, lsn: lsn, now: now)
+                try await sendRow(op: .create, table: table, keyRow: row, before: nil, after: row, lsn: lsn, now: now)
+            } else {
+                try await sendRow(op: .update, table: table, keyRow: row, before: old.map { ($0, oldIsKeyOnly) }, after: row, lsn: lsn, now: now)
+            }
+        case .delete(let table, let old, let oldIsKeyOnly):
+            try await sendRow(op: .delete, table: table, keyRow: old, before: (old, oldIsKeyOnly), after: nil, lsn: lsn, now: now)
+        case .truncate(let tables, _, _):
+            for table in tables {
+                try await sendRow(op: .truncate, table: table, keyRow: nil, before: nil, after: nil, lsn: lsn, now: now)
+            }
+        }
+    }
+
+    private func sendRow(op: DebeziumEnvelope.Operation, table: TableSchema, keyRow: Row?, before: (row: Row, keyOnly: Bool)?,
+                         after: Row?, lsn: LSN?, now: Int64) async throws {
+        let target = topic(for: table)
+        key.reset()
+        var hasKey = false
+        if let keyRow, DebeziumEnvelope.hasKey(table) {
+            if options.schemas {
+                key.bytes += #"{"schema":"#.utf8
+                key.bytes += target.keySchema
+                key.bytes += #","payload":"#.utf8
+            }
+            hasKey = envelope.writeKey(&key, table: table, row: keyRow)
+            if options.schemas { key.bytes.append(UInt8(ascii: "}")) }
+        }
+        var block: DebeziumEnvelope.TransactionBlock?
+        if transactionTopic != nil, op != .read, let transaction {
+            eventCount += 1
+            block = DebeziumEnvelope.TransactionBlock(id: DebeziumEnvelope.TransactionBlock.id(of: transaction),
+                                                      totalOrder: eventCount, dataCollectionOrder: countTableEvent(table.qualifiedName))
+        }
+        value.reset()
+        if options.schemas {
+            value.bytes += #"{"schema":"#.utf8
+            value.bytes += target.valueSchema
+            value.bytes += #","payload":"#.utf8
+        }
+        envelope.writeValue(&value, op: op, table: table, before: before, after: after, lsn: lsn,
+                            transaction: op == .read ? nil : transaction, now: now, transactionBlock: block)
+        if options.schemas { value.bytes.append(UInt8(ascii: "}")) }
+        try await produce(topic: target.topic, key: hasKey ? key.bytes : nil, value: value.bytes)
+        if op == .delete && options.tombstones && hasKey {
+            try await produce(topic: target.topic, key: key.bytes, value: nil)
+        }
+    }
+
+    private func countTableEvent(_ table: String) -> Int {
+        if let index = tableEventCounts.firstIndex(where: { $0.table == table }) {
+            tableEventCounts[index].count += 1
+            return tableEventCounts[index].count
+        }
+        tableEventCounts.append((table, 1))
+        return 1
+    }
+
+    private func sendMessage(prefix messagePrefix: String, content: [UInt8], lsn: LSN, now: Int64) async throws {
+        key.reset()
+        key.beginObject()
+        key.key("prefix"); key.string(messagePrefix)
+        key.endObject()
+        value.reset()
+        envelope.writeMessage(&value, prefix: messagePrefix, content: content, lsn: lsn, transaction: transaction, now: now)
+        try await produce(topic: messageTopic, key: key.bytes, value: value.bytes)
+    }
+
+    /// Debezium's transaction metadata: BEGIN, and END with the event counts per table.
+    private func sendTransactionEvent(begin: Bool, _ info: TransactionInfo, topic: String, now: Int64) async throws {
+        let id = DebeziumEnvelope.TransactionBlock.id(of: info)
+        key.reset()
+        key.beginObject()
+        key.key("id"); key.string(id)
+        key.endObject()
+        value.reset()
+        value.beginObject()
+        value.key("status"); value.string(begin ? "BEGIN" : "END")
+        value.key("id"); value.string(id)
+        value.key("event_count")
+        if begin { value.null() } else { value.integer(Int64(eventCount)) }
+        value.key("data_collections")
+        if begin {
+            value.null()
+        } else {
+            value.beginArray()
+            for (table, count) in tableEventCounts {
+                value.beginObject()
+                value.key("data_collection"); value.string(table)
+                value.key("event_count"); value.integer(Int64(count))
+                value.endObject()
+            }
+            value.endArray()
+        }
+        value.key("ts_ms"); value.integer(DebeziumEnvelope.milliseconds(info.commitTime))
+        value.endObject()
+        try await produce(topic: topic, key: key.bytes, value: value.bytes)
+    }
+
+    private func topic(for table: TableSchema) -> TableTopic {
+        let qualified = table.qualifiedName
+        if let known = tables[qualified], known.table === table { return known }
+        let topic = options.topic(schema: table.schema, table: table.name, prefix: prefix)
+        var keySchema = JSONWriter()
+        var valueSchema = JSONWriter()
+        if options.schemas {
+            let schemaName = "\(prefix).\(table.schema).\(table.name)"
+            envelope.writeKeySchema(&keySchema, table: table, name: schemaName)
+            envelope.writeValueSchema(&valueSchema, table: table, name: schemaName, transactionBlock: transactionTopic != nil)
+        }
+        let entry = TableTopic(table: table, topic: topic, keySchema: keySchema.bytes, valueSchema: valueSchema.bytes)
+        tables[qualified] = entry
+        return entry
+    }
+
+    /// Queues a message; while librdkafka's buffer is full, serves delivery reports and waits.
+    private func produce(topic: String, key: [UInt8]?, value: [UInt8]?) async throws {
+        guard let producer else { throw FerryError(.destination, "the Kafka destination \(name) is not open") }
+        var pause = Duration.milliseconds(1)
+        while true {
+            let queued: Bool
+            do {
+                queued = try producer.produce(topic: topic, key: key, value: value)
+            } catch {
+                throw FerryError(.destinationRejected, "Kafka refused a message for topic \(topic): \(error.message)",
+                                 fix: "check the topic name and the producer options in \(name)")
+            }
+            if queued { return }
+            producer.poll()
+            try checkFailures(producer)
+            if Task.isCancelled { throw CancellationError() }
+            try await Task.sleep(for: pause)
+            pause = min(pause * 2, .milliseconds(20))
+        }
+    }
+
+    private func checkFailures(_ producer: KafkaProducer) throws {
+        if producer.tracker.fatal || producer.tracker.failure != nil {
+            let reason = producer.fatalError() ?? producer.tracker.failure ?? producer.tracker.lastClusterError ?? "unknown"
+            throw FerryError(.destinationRejected, "Kafka delivery failed for good: \(reason); the position is not confirmed past it",
+                             fix: Self.fix(for: reason))
+        }
+    }
+
+    static func fix(for reason: String) -> String {
+        if reason.contains("UNKNOWN_TOPIC") || reason.contains("Unknown topic") {
+            return "create the topic, or let the brokers create topics (auto.create.topics.enable=true); then run ferry again: nothing is lost"
+        }
+        if reason.contains("MSG_SIZE_TOO_LARGE") || reason.contains("too large") {
+            return "raise the topic's max.message.bytes (and message.max.bytes=… in the destination URL); then run ferry again: nothing is lost"
+        }
+        if reason.contains("AUTHORIZATION") || reason.contains("Authorization") {
+            return "grant the producer WRITE (and IDEMPOTENT_WRITE) on the topics; then run ferry again: nothing is lost"
+        }
+        return "fix the cause and run ferry again: undelivered changes are sent again from the last confirmed position"
+    }
+}
