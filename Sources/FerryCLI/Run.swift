@@ -163,10 +163,15 @@ extension Ferry {
                 _ = try await server.start()
                 admin = server
             }
-            let signals = SignalStop { [stopper = pipeline.stopper] in stopper.requestStop() }
+            // The first signal finishes the batch in flight and confirms it; a second one stops
+            // waiting (e.g. for brokers that are down): what was not confirmed is sent again.
+            let running = Task { try await pipeline.run() }
+            let signals = SignalStop { [stopper = pipeline.stopper] in
+                if stopper.isRequested { running.cancel() } else { stopper.requestStop() }
+            }
             defer { signals.cancel() }
             do {
-                try await pipeline.run()
+                try await running.value
             } catch {
                 await admin?.stop()
                 for destination in pipeline.destinations { try? await destination.close() }

@@ -140,8 +140,30 @@ public actor KafkaDestination: Destination {
     }
 
     /// Waits until every message written so far is delivered, then returns the last commit.
+    /// While brokers are away this waits for them (backpressure); a cancelled task stops waiting.
     public func flush() async throws -> LSN? {
         guard let producer else { return durablePosition }
+        try await waitForDeliveries(producer, limit: nil)
+        try checkFailures(producer)
+        if let lastCommit { durablePosition = lastCommit }
+        return durablePosition
+    }
+
+    /// Waits up to 10 s for the messages in flight, then lets the producer go: undelivered
+    /// messages were never confirmed, so the next run sends them again.
+    public func close() async throws {
+        guard let producer else { return }
+        do {
+            try await waitForDeliveries(producer, limit: .seconds(10))
+        } catch {
+            logger.warning("closing with \(producer.tracker.outstanding) Kafka messages undelivered; they were not confirmed and are sent again on the next run",
+                           metadata: ["reason": "\(error)"])
+        }
+        self.producer = nil
+        transaction = nil
+    }
+
+    private func waitForDeliveries(_ producer: KafkaProducer, limit: Duration?) async throws {
         let clock = ContinuousClock()
         let started = clock.now
         var lastWarning = started
@@ -152,7 +174,14 @@ public actor KafkaDestination: Destination {
             if Task.isCancelled {
                 throw FerryError(.destination, "stopped while \(producer.tracker.outstanding) Kafka messages were still undelivered; they are sent again on restart")
             }
-            try await Task.sleep(for: pause)
+            if let limit, clock.now - started >= limit {
+                throw FerryError(.destination, "\(producer.tracker.outstanding) Kafka messages still undelivered after \(limit)")
+            }
+            do {
+                try await Task.sleep(for: pause)
+            } catch {
+                throw FerryError(.destination, "stopped while \(producer.tracker.outstanding) Kafka messages were still undelivered; they are sent again on restart")
+            }
             pause = min(pause * 2, .milliseconds(20))
             producer.poll()
             if clock.now - lastWarning >= .seconds(30) {
@@ -162,16 +191,6 @@ public actor KafkaDestination: Destination {
                                           "last_error": "\(producer.tracker.lastClusterError ?? "none")"])
             }
         }
-        try checkFailures(producer)
-        if let lastCommit { durablePosition = lastCommit }
-        return durablePosition
-    }
-
-    public func close() async throws {
-        guard producer != nil else { return }
-        _ = try await flush()
-        producer = nil
-        transaction = nil
     }
 
     // MARK: Events

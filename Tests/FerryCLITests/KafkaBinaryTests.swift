@@ -1,3 +1,4 @@
+import FerryKafka
 import FerryTestSupport
 import Foundation
 import Testing
@@ -58,6 +59,56 @@ import Testing
             let ops = records.filter { $0.keyObject()?["id"] as? Int == id }.sorted { $0.offset < $1.offset }
                 .compactMap { $0.valueObject()?["op"] as? String }
             #expect(ops == ["r", "u"], "key \(id): \(ops)")
+        }
+    }
+
+    /// Brokers down: SIGTERM waits for the undelivered messages (nothing confirmed past them), a
+    /// second SIGTERM stops waiting; the next run, with the brokers back, delivers everything.
+    @Test func aSecondSigtermStopsWaitingForBrokersThatAreDownAndNothingIsLost() async throws {
+        try KafkaTools.setUp()
+        let cluster = try KafkaMockCluster(brokers: 1)
+        let executable = try FerryExecutable.path()
+        try await withTestDatabase(.trust, prefix: "ksig") { source in
+            try await source.psql("CREATE TABLE t (id int PRIMARY KEY)")
+            let statePath = NSTemporaryDirectory() + "ferry-ksig-\(source.name).db"
+            let logPath = statePath + ".log"
+            defer { try? FileManager.default.removeItem(atPath: statePath); try? FileManager.default.removeItem(atPath: logPath) }
+            var arguments = ["run", "--source", source.url, "--tables", "public.t", "--name", source.name, "--state", statePath,
+                             "--snapshot", "never", "--to", "kafka://\(cluster.bootstrapServers)", "--admin", "off"]
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: executable)
+            process.arguments = arguments
+            _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+            process.standardError = FileHandle(forWritingAtPath: logPath)
+            try process.run()
+            defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+            let log = { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+            try await eventually("the slot in use", timeout: .seconds(60)) {
+                try await source.psql("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ferry_\(source.name)' AND active") == "1"
+            }
+            try await source.psql("INSERT INTO t SELECT generate_series(1, 100)")
+            let topic = "\(source.name).public.t"
+            #expect(try await KafkaTools.consume(bootstrap: cluster.bootstrapServers, topics: [topic], expect: 100).count == 100)
+
+            cluster.setBrokerDown(1)
+            let outage = try await source.psql("SELECT pg_current_wal_lsn()")
+            try await source.psql("INSERT INTO t SELECT generate_series(101, 300)")
+            try await Task.sleep(for: .seconds(2))
+            kill(process.processIdentifier, SIGTERM)
+            try await Task.sleep(for: .seconds(3))
+            #expect(process.isRunning, "the first SIGTERM waits for the messages in flight: \(log().suffix(1500))")
+            kill(process.processIdentifier, SIGTERM)
+            try await eventually("ferry to exit after the second SIGTERM", timeout: .seconds(30)) { !process.isRunning }
+            let confirmed = try await source.psql("SELECT confirmed_flush_lsn <= '\(outage)'::pg_lsn FROM pg_replication_slots WHERE slot_name = 'ferry_\(source.name)'")
+            #expect(confirmed == "t", "nothing written during the outage was confirmed")
+
+            cluster.setBrokerUp(1)
+            arguments.append("--once")
+            let (status, _, errors) = try await KafkaTools.run(executable, arguments)
+            #expect(status == 0, "\(errors.suffix(1500))")
+            let records = try await KafkaTools.consume(bootstrap: cluster.bootstrapServers, topics: [topic], expect: nil, idle: 5)
+            let ids = Set(records.compactMap { $0.keyObject()?["id"] as? Int })
+            #expect(ids == Set(1...300), "every row arrived (at least once): missing \(Set(1...300).subtracting(ids).sorted().prefix(10))")
         }
     }
 }
