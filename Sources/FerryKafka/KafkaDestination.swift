@@ -46,7 +46,9 @@ public actor KafkaDestination: Destination {
     private var transaction: TransactionInfo?
     private var lastCommit: LSN?
     private var durablePosition: LSN?
-    private var tables: [String: TableTopic] = [:]
+    /// Per table definition (the schema object, kept alive here so its identity stays unique).
+    private var tables: [ObjectIdentifier: TableTopic] = [:]
+    private var topicHandles: [String: OpaquePointer] = [:]
     /// Transaction metadata: events so far in the open transaction, and per table.
     private var eventCount = 0
     private var tableEventCounts: [(table: String, count: Int)] = []
@@ -56,13 +58,26 @@ public actor KafkaDestination: Destination {
     /// Messages reported delivered (for tests and logs).
     public var deliveredMessages: Int { producer?.tracker.delivered ?? 0 }
 
-    /// A table's topic and, with `schemas=true`, its schemas, for one table definition.
-    private struct TableTopic {
-        var table: TableSchema
-        var topic: String
-        var keySchema: [UInt8]
-        var valueSchema: [UInt8]
+    /// A table's topic, pre-rendered envelope parts and, with `schemas=true`, its schemas, for
+    /// one table definition.
+    private final class TableTopic {
+        let rendering: DebeziumEnvelope.Rendering
+        let topic: String
+        let handle: OpaquePointer
+        let keySchema: [UInt8]
+        let valueSchema: [UInt8]
+
+        init(rendering: DebeziumEnvelope.Rendering, topic: String, handle: OpaquePointer, keySchema: [UInt8], valueSchema: [UInt8]) {
+            self.rendering = rendering
+            self.topic = topic
+            self.handle = handle
+            self.keySchema = keySchema
+            self.valueSchema = valueSchema
+        }
     }
+
+    /// Messages librdkafka's full queue did not take yet (a few at most: the events of one change).
+    private var backlog: [(topic: OpaquePointer, name: String, key: [UInt8]?, value: [UInt8]?)] = []
 
     /// - Parameters:
     ///   - url: `kafka://…` (see ``KafkaOptions``).
@@ -119,22 +134,23 @@ public actor KafkaDestination: Destination {
                 transaction = info
                 eventCount = 0
                 tableEventCounts.removeAll(keepingCapacity: true)
-                if let transactionTopic { try await sendTransactionEvent(begin: true, info, topic: transactionTopic, now: now) }
+                if let transactionTopic { try sendTransactionEvent(begin: true, info, topic: transactionTopic, now: now) }
             case .commit(let info, let endLSN):
-                if let transactionTopic { try await sendTransactionEvent(begin: false, info, topic: transactionTopic, now: now) }
+                if let transactionTopic { try sendTransactionEvent(begin: false, info, topic: transactionTopic, now: now) }
                 transaction = nil
                 lastCommit = endLSN
             case .change(let change, let lsn):
-                try await send(change, lsn: lsn, now: now)
+                try send(change, lsn: lsn, now: now)
             case .snapshotRow(let table, let row):
-                try await sendRow(op: .read, table: table, keyRow: row, before: nil, after: row, lsn: nil, now: now)
+                try sendRow(op: .read, table: table, keyRow: row, before: nil, after: row, lsn: nil, now: now)
             case .message(let prefix, let content, let lsn, _):
-                try await sendMessage(prefix: prefix, content: content, lsn: lsn, now: now)
+                try sendMessage(prefix: prefix, content: content, lsn: lsn, now: now)
             case .schemaChange(let change):
                 logger.debug("schema change: later events carry the new columns", metadata: ["table": "\(change.new.qualifiedName)"])
             case .snapshotTableStarted, .snapshotTableFinished:
                 break
             }
+            if !backlog.isEmpty { try await drainBacklog() }
         }
         producer.poll()
     }
@@ -159,6 +175,9 @@ public actor KafkaDestination: Destination {
             logger.warning("closing with \(producer.tracker.outstanding) Kafka messages undelivered; they were not confirmed and are sent again on the next run",
                            metadata: ["reason": "\(error)"])
         }
+        // The producer's topic handles go with it.
+        tables.removeAll()
+        topicHandles.removeAll()
         self.producer = nil
         transaction = nil
     }
@@ -195,31 +214,31 @@ public actor KafkaDestination: Destination {
 
     // MARK: Events
 
-    private func send(_ change: Change, lsn: LSN, now: Int64) async throws {
+    private func send(_ change: Change, lsn: LSN, now: Int64) throws {
         switch change {
         case .insert(let table, let row):
-            try await sendRow(op: .create, table: table, keyRow: row, before: nil, after: row, lsn: lsn, now: now)
+            try sendRow(op: .create, table: table, keyRow: row, before: nil, after: row, lsn: lsn, now: now)
         case .update(let table, let old, let oldIsKeyOnly, let row):
             if let old, oldIsKeyOnly, DebeziumEnvelope.hasKey(table) {
                 // PostgreSQL sends the old key only when the key changed: Debezium writes a
                 // delete under the old key (and its tombstone) and a create under the new one.
-                try await sendRow(op: .delete, table: table, keyRow: old, before: (old, true), after: nil, lsn: lsn, now: now)
-                try await sendRow(op: .create, table: table, keyRow: row, before: nil, after: row, lsn: lsn, now: now)
+                try sendRow(op: .delete, table: table, keyRow: old, before: (old, true), after: nil, lsn: lsn, now: now)
+                try sendRow(op: .create, table: table, keyRow: row, before: nil, after: row, lsn: lsn, now: now)
             } else {
-                try await sendRow(op: .update, table: table, keyRow: row, before: old.map { ($0, oldIsKeyOnly) }, after: row, lsn: lsn, now: now)
+                try sendRow(op: .update, table: table, keyRow: row, before: old.map { ($0, oldIsKeyOnly) }, after: row, lsn: lsn, now: now)
             }
         case .delete(let table, let old, let oldIsKeyOnly):
-            try await sendRow(op: .delete, table: table, keyRow: old, before: (old, oldIsKeyOnly), after: nil, lsn: lsn, now: now)
+            try sendRow(op: .delete, table: table, keyRow: old, before: (old, oldIsKeyOnly), after: nil, lsn: lsn, now: now)
         case .truncate(let tables, _, _):
             for table in tables {
-                try await sendRow(op: .truncate, table: table, keyRow: nil, before: nil, after: nil, lsn: lsn, now: now)
+                try sendRow(op: .truncate, table: table, keyRow: nil, before: nil, after: nil, lsn: lsn, now: now)
             }
         }
     }
 
     private func sendRow(op: DebeziumEnvelope.Operation, table: TableSchema, keyRow: Row?, before: (row: Row, keyOnly: Bool)?,
-                         after: Row?, lsn: LSN?, now: Int64) async throws {
-        let target = topic(for: table)
+                         after: Row?, lsn: LSN?, now: Int64) throws {
+        let target = try topic(for: table)
         key.reset()
         var hasKey = false
         if let keyRow, DebeziumEnvelope.hasKey(table) {
@@ -228,7 +247,7 @@ public actor KafkaDestination: Destination {
                 key.bytes += target.keySchema
                 key.bytes += #","payload":"#.utf8
             }
-            hasKey = envelope.writeKey(&key, table: table, row: keyRow)
+            hasKey = envelope.writeKey(&key, rendering: target.rendering, row: keyRow)
             if options.schemas { key.bytes.append(UInt8(ascii: "}")) }
         }
         var block: DebeziumEnvelope.TransactionBlock?
@@ -243,12 +262,12 @@ public actor KafkaDestination: Destination {
             value.bytes += target.valueSchema
             value.bytes += #","payload":"#.utf8
         }
-        envelope.writeValue(&value, op: op, table: table, before: before, after: after, lsn: lsn,
+        envelope.writeValue(&value, op: op, rendering: target.rendering, before: before, after: after, lsn: lsn,
                             transaction: op == .read ? nil : transaction, now: now, transactionBlock: block)
         if options.schemas { value.bytes.append(UInt8(ascii: "}")) }
-        try await produce(topic: target.topic, key: hasKey ? key.bytes : nil, value: value.bytes)
+        try emit(topic: target.handle, name: target.topic, key: hasKey ? key.bytes : nil, value: value.bytes)
         if op == .delete && options.tombstones && hasKey {
-            try await produce(topic: target.topic, key: key.bytes, value: nil)
+            try emit(topic: target.handle, name: target.topic, key: key.bytes, value: nil)
         }
     }
 
@@ -261,18 +280,18 @@ public actor KafkaDestination: Destination {
         return 1
     }
 
-    private func sendMessage(prefix messagePrefix: String, content: [UInt8], lsn: LSN, now: Int64) async throws {
+    private func sendMessage(prefix messagePrefix: String, content: [UInt8], lsn: LSN, now: Int64) throws {
         key.reset()
         key.beginObject()
         key.key("prefix"); key.string(messagePrefix)
         key.endObject()
         value.reset()
         envelope.writeMessage(&value, prefix: messagePrefix, content: content, lsn: lsn, transaction: transaction, now: now)
-        try await produce(topic: messageTopic, key: key.bytes, value: value.bytes)
+        try emit(topic: try handle(messageTopic), name: messageTopic, key: key.bytes, value: value.bytes)
     }
 
     /// Debezium's transaction metadata: BEGIN, and END with the event counts per table.
-    private func sendTransactionEvent(begin: Bool, _ info: TransactionInfo, topic: String, now: Int64) async throws {
+    private func sendTransactionEvent(begin: Bool, _ info: TransactionInfo, topic: String, now: Int64) throws {
         let id = DebeziumEnvelope.TransactionBlock.id(of: info)
         key.reset()
         key.beginObject()
@@ -299,12 +318,11 @@ public actor KafkaDestination: Destination {
         }
         value.key("ts_ms"); value.integer(DebeziumEnvelope.milliseconds(info.commitTime))
         value.endObject()
-        try await produce(topic: topic, key: key.bytes, value: value.bytes)
+        try emit(topic: try handle(topic), name: topic, key: key.bytes, value: value.bytes)
     }
 
-    private func topic(for table: TableSchema) -> TableTopic {
-        let qualified = table.qualifiedName
-        if let known = tables[qualified], known.table === table { return known }
+    private func topic(for table: TableSchema) throws -> TableTopic {
+        if let known = tables[ObjectIdentifier(table)] { return known }
         let topic = options.topic(schema: table.schema, table: table.name, prefix: prefix)
         var keySchema = JSONWriter()
         var valueSchema = JSONWriter()
@@ -313,26 +331,57 @@ public actor KafkaDestination: Destination {
             envelope.writeKeySchema(&keySchema, table: table, name: schemaName)
             envelope.writeValueSchema(&valueSchema, table: table, name: schemaName, transactionBlock: transactionTopic != nil)
         }
-        let entry = TableTopic(table: table, topic: topic, keySchema: keySchema.bytes, valueSchema: valueSchema.bytes)
-        tables[qualified] = entry
+        let entry = TableTopic(rendering: envelope.rendering(for: table), topic: topic, handle: try handle(topic),
+                               keySchema: keySchema.bytes, valueSchema: valueSchema.bytes)
+        tables[ObjectIdentifier(table)] = entry
         return entry
     }
 
-    /// Queues a message; while librdkafka's buffer is full, serves delivery reports and waits.
-    private func produce(topic: String, key: [UInt8]?, value: [UInt8]?) async throws {
+    private func handle(_ topic: String) throws -> OpaquePointer {
+        if let known = topicHandles[topic] { return known }
+        guard let producer else { throw FerryError(.destination, "the Kafka destination \(name) is not open") }
+        do {
+            let handle = try producer.topic(topic)
+            topicHandles[topic] = handle
+            return handle
+        } catch {
+            throw FerryError(.destinationRejected, "Kafka refused topic \(topic): \(error.message)",
+                             fix: "check the topic template and prefix in \(name)")
+        }
+    }
+
+    /// Queues a message, or keeps it in the backlog when librdkafka's queue is full (or
+    /// earlier messages wait there: order is kept).
+    private func emit(topic: OpaquePointer, name topicName: String, key: [UInt8]?, value: [UInt8]?) throws {
+        guard backlog.isEmpty, let producer else {
+            backlog.append((topic, topicName, key, value))
+            return
+        }
+        if try !enqueue(producer, topic: topic, name: topicName, key: key, value: value) {
+            backlog.append((topic, topicName, key, value))
+        }
+    }
+
+    private func enqueue(_ producer: KafkaProducer, topic: OpaquePointer, name topicName: String, key: [UInt8]?, value: [UInt8]?) throws -> Bool {
+        do {
+            return try producer.produce(topic: topic, key: key, value: value)
+        } catch {
+            throw FerryError(.destinationRejected, "Kafka refused a message for topic \(topicName): \(error.message)",
+                             fix: "check the topic name and the producer options in \(name)")
+        }
+    }
+
+    /// While librdkafka's queue is full: serves delivery reports, waits, and queues the backlog.
+    private func drainBacklog() async throws {
         guard let producer else { throw FerryError(.destination, "the Kafka destination \(name) is not open") }
         var pause = Duration.milliseconds(1)
-        while true {
-            let queued: Bool
-            do {
-                queued = try producer.produce(topic: topic, key: key, value: value)
-            } catch {
-                throw FerryError(.destinationRejected, "Kafka refused a message for topic \(topic): \(error.message)",
-                                 fix: "check the topic name and the producer options in \(name)")
-            }
-            if queued { return }
+        while !backlog.isEmpty {
             producer.poll()
             try checkFailures(producer)
+            while let first = backlog.first, try enqueue(producer, topic: first.topic, name: first.name, key: first.key, value: first.value) {
+                backlog.removeFirst()
+            }
+            if backlog.isEmpty { return }
             if Task.isCancelled { throw CancellationError() }
             try await Task.sleep(for: pause)
             pause = min(pause * 2, .milliseconds(20))

@@ -103,8 +103,7 @@ final class KafkaProducer: @unchecked Sendable {
 
     /// Queues one message. Returns false when librdkafka's queue is full (poll, then retry).
     /// `value` nil is a tombstone.
-    func produce(topic name: String, key: [UInt8]?, value: [UInt8]?) throws(KafkaFailure) -> Bool {
-        let topic = try self.topic(name)
+    func produce(topic: OpaquePointer, key: [UInt8]?, value: [UInt8]?) throws(KafkaFailure) -> Bool {
         let result: Int32 = withOptionalBytes(key) { keyPointer, keyCount in
             withOptionalBytes(value) { valuePointer, valueCount in
                 rd_kafka_produce(topic, -1, RD_KAFKA_MSG_F_COPY, UnsafeMutableRawPointer(mutating: valuePointer), valueCount,
@@ -133,7 +132,8 @@ final class KafkaProducer: @unchecked Sendable {
         return "\(String(cString: rd_kafka_err2name(error))): \(cText(text))"
     }
 
-    private func topic(_ name: String) throws(KafkaFailure) -> OpaquePointer {
+    /// librdkafka's handle of topic `name` (kept for the producer's life).
+    func topic(_ name: String) throws(KafkaFailure) -> OpaquePointer {
         if let topic = topics[name] { return topic }
         guard let topic = rd_kafka_topic_new(handle, name, nil) else {
             let error = rd_kafka_last_error()
@@ -165,16 +165,17 @@ private func withOptionalBytes<R>(_ bytes: [UInt8]?, _ body: (UnsafeRawPointer?,
 
 private func deliveryReport(_ handle: OpaquePointer?, _ message: UnsafePointer<rd_kafka_message_t>?, _ opaque: UnsafeMutableRawPointer?) {
     guard let opaque, let message else { return }
-    let tracker = Unmanaged<DeliveryTracker>.fromOpaque(opaque).takeUnretainedValue()
-    tracker.outstanding -= 1
-    let error = message.pointee.err
-    if error == RD_KAFKA_RESP_ERR_NO_ERROR {
-        tracker.delivered += 1
-        return
-    }
-    if tracker.failure == nil {
-        let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
-        tracker.failure = "a message to topic \(topic) was not delivered: \(String(cString: rd_kafka_err2name(error))): \(String(cString: rd_kafka_err2str(error)))"
+    Unmanaged<DeliveryTracker>.fromOpaque(opaque)._withUnsafeGuaranteedRef { tracker in
+        tracker.outstanding -= 1
+        let error = message.pointee.err
+        if error == RD_KAFKA_RESP_ERR_NO_ERROR {
+            tracker.delivered += 1
+            return
+        }
+        if tracker.failure == nil {
+            let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "?"
+            tracker.failure = "a message to topic \(topic) was not delivered: \(String(cString: rd_kafka_err2name(error))): \(String(cString: rd_kafka_err2str(error)))"
+        }
     }
 }
 

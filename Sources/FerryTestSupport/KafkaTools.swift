@@ -41,6 +41,21 @@ public enum KafkaTools {
     /// `LD_LIBRARY_PATH`: Debian's 2.0.2 cannot talk to Tansu).
     public static var newerLibrdkafkaDirectory: String { toolsDirectory + "/librdkafka" }
 
+    /// Runs `body` while no other test runs one: the Kafka tests that take brokers down hold
+    /// it. Two librdkafka mock clusters in one process (the test process hosts them) were seen
+    /// to interfere when one takes its broker down while the other streams.
+    public static func exclusively<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        await KafkaTestLock.shared.acquire()
+        do {
+            let result = try await body()
+            await KafkaTestLock.shared.release()
+            return result
+        } catch {
+            await KafkaTestLock.shared.release()
+            throw error
+        }
+    }
+
     /// Runs scripts/kafka/setup (fast when everything is there already).
     public static func setUp() throws {
         let result = try Subprocess.run(repositoryRoot + "/scripts/kafka/setup", [], check: false)
@@ -105,6 +120,76 @@ public enum KafkaTools {
             }
         }
     }
+}
+
+/// A FIFO async lock (see ``KafkaTools/exclusively(_:)``).
+actor KafkaTestLock {
+    static let shared = KafkaTestLock()
+    private var held = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func acquire() async {
+        guard held else {
+            held = true
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty {
+            held = false
+        } else {
+            waiters.removeFirst().resume()
+        }
+    }
+}
+
+/// librdkafka's mock cluster in a process of its own (`scripts/kafka/mock-broker`, hosted by
+/// confluent-kafka): a broker that can be frozen (SIGSTOP) and thawed (SIGCONT) like a host
+/// that stops answering, keeping its messages.
+public final class MockBrokerProcess: @unchecked Sendable {
+    public let bootstrapServers: String
+    private let process: Process
+
+    public init() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: KafkaTools.repositoryRoot + "/scripts/kafka/mock-broker")
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process = process
+        let line: String = try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                var bytes: [UInt8] = []
+                while let chunk = try? output.fileHandleForReading.read(upToCount: 1), let byte = chunk.first, byte != UInt8(ascii: "\n") {
+                    bytes.append(byte)
+                }
+                if bytes.isEmpty {
+                    continuation.resume(throwing: KafkaToolsError(description: "scripts/kafka/mock-broker printed no address (run scripts/kafka/setup)"))
+                } else {
+                    continuation.resume(returning: String(decoding: bytes, as: UTF8.self))
+                }
+            }
+        }
+        bootstrapServers = line
+    }
+
+    /// The broker stops answering (its connections stay open).
+    public func freeze() { kill(process.processIdentifier, SIGSTOP) }
+
+    /// The broker answers again.
+    public func thaw() { kill(process.processIdentifier, SIGCONT) }
+
+    public func stop() {
+        guard process.isRunning else { return }
+        // SIGKILL: the mock cluster's shutdown can wait on connections of clients that died.
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+
+    deinit { stop() }
 }
 
 /// A Tansu broker (Kafka protocol, in-memory storage) on a loopback port, as a child process.

@@ -145,22 +145,61 @@ public final class PipelineMonitor: Sendable {
         var transactions = 0
         var rows: [String: Int] = [:]
         var commits: [(LSN, PostgresTimestamp)] = []
+        // Consecutive changes of one table and kind are counted as a run (no hashing per event).
+        var runTable: TableSchema?
+        var runOp = ""
+        var runCount = 0
+        var runBytes = 0
+        func endRun() {
+            guard let table = runTable, runCount > 0 else { return }
+            changes[table.qualifiedName + "\u{0}" + runOp, default: 0] += runCount
+            bytes[table.qualifiedName, default: 0] += runBytes
+            runCount = 0
+            runBytes = 0
+        }
+        var snapshotTable: TableSchema?
+        var snapshotCount = 0
+        var snapshotBytes = 0
+        func endSnapshotRun() {
+            guard let table = snapshotTable, snapshotCount > 0 else { return }
+            rows[table.qualifiedName, default: 0] += snapshotCount
+            bytes[table.qualifiedName, default: 0] += snapshotBytes
+            snapshotCount = 0
+            snapshotBytes = 0
+        }
         for event in events {
             switch event {
             case .change(let change, _):
-                let (table, op, size) = Self.describe(change)
-                changes[table + "\u{0}" + op, default: 0] += 1
-                bytes[table, default: 0] += size
+                if case .truncate = change {
+                    let (table, op, size) = Self.describe(change)
+                    changes[table + "\u{0}" + op, default: 0] += 1
+                    bytes[table, default: 0] += size
+                    continue
+                }
+                let (table, op, size) = Self.describeRow(change)
+                if table !== runTable || op != runOp {
+                    endRun()
+                    runTable = table
+                    runOp = op
+                }
+                runCount += 1
+                runBytes += size
             case .commit(let info, let end):
                 transactions += 1
                 commits.append((end, info.commitTime))
             case .snapshotRow(let table, let row):
-                rows[table.qualifiedName, default: 0] += 1
-                bytes[table.qualifiedName, default: 0] += Self.size(of: row)
+                if table !== snapshotTable {
+                    endSnapshotRun()
+                    snapshotTable = table
+                }
+                snapshotCount += 1
+                snapshotBytes += Self.size(of: row)
             default:
                 break
             }
         }
+        endRun()
+        endSnapshotRun()
         for (key, count) in changes {
             let parts = key.split(separator: "\u{0}", maxSplits: 1).map(String.init)
             counter("ferry_changes_total", [("pipeline", pipeline), ("table", parts[0]), ("op", parts[1]), ("destination", destination)])
@@ -297,6 +336,16 @@ public final class PipelineMonitor: Sendable {
 
     private static func redacted(_ dimensions: [(String, String)]) -> [(String, String)] {
         dimensions.map { ($0.0, Redaction.redact($0.1)) }
+    }
+
+    /// A row change's table, kind and size (nil table for a truncate).
+    static func describeRow(_ change: Change) -> (table: TableSchema?, op: String, bytes: Int) {
+        switch change {
+        case .insert(let table, let row): (table, "insert", size(of: row))
+        case .update(let table, _, _, let row): (table, "update", size(of: row))
+        case .delete(let table, let old, _): (table, "delete", size(of: old))
+        case .truncate: (nil, "truncate", 0)
+        }
     }
 
     static func describe(_ change: Change) -> (table: String, op: String, bytes: Int) {

@@ -424,20 +424,41 @@ final class DestinationLane: @unchecked Sendable {
         self.monitor = monitor
     }
 
+    /// The previous delivery, still being written: the pipeline decodes the next batch while
+    /// the destination writes this one. At most one is in flight, so memory stays bounded and
+    /// the destination sees batches in order; its error surfaces at the next write or flush.
+    private var inFlight: Task<Void, any Error>?
+
     func write(_ events: [PipelineEvent]) async throws {
+        try await finishInFlight()
         let filtered = filter(events)
         guard !filtered.isEmpty else { return }
-        do {
-            try await destination.write(filtered)
-        } catch let error as FerryError {
-            throw error
-        } catch {
-            throw FerryError(.destinationRejected, "destination \(destination.name) failed to write: \(error)")
+        let task = Task { [destination, monitor] in
+            do {
+                try await destination.write(filtered)
+            } catch let error as FerryError {
+                throw error
+            } catch {
+                throw FerryError(.destinationRejected, "destination \(destination.name) failed to write: \(error)")
+            }
+            monitor?.delivered(filtered, to: destination.name)
         }
-        monitor?.delivered(filtered, to: destination.name)
+        lock.withLock { inFlight = task }
+    }
+
+    /// Waits for the delivery in flight (cancelled with the caller) and rethrows its error.
+    private func finishInFlight() async throws {
+        guard let task = lock.withLock({ inFlight }) else { return }
+        defer { lock.withLock { inFlight = nil } }
+        try await withTaskCancellationHandler {
+            try await task.value
+        } onCancel: {
+            task.cancel()
+        }
     }
 
     func writeSnapshot(_ events: [PipelineEvent]) async throws {
+        try await finishInFlight()
         do {
             try await destination.write(events)
             monitor?.delivered(events, to: destination.name)
@@ -457,6 +478,7 @@ final class DestinationLane: @unchecked Sendable {
     }
 
     func flush() async throws -> LSN? {
+        try await finishInFlight()
         let position: LSN?
         do {
             position = try await destination.flush()

@@ -72,23 +72,56 @@ public struct DebeziumEnvelope: Sendable {
         self.values = values
     }
 
+    /// What is the same in every event of one table definition, rendered once: the quoted
+    /// column names and the start of the `source` object.
+    public struct Rendering: Sendable {
+        public let table: TableSchema
+        let columnKeys: [[UInt8]]
+        let isKey: [Bool]
+        /// `{"connector":"ferry","name":…,"db":…,"schema":…,"table":…,"txId":`
+        let sourcePrefix: [UInt8]
+    }
+
+    /// Renders the parts of `table`'s events that never change (cache it per table definition).
+    public func rendering(for table: TableSchema) -> Rendering {
+        var prefix = JSONWriter(reservingCapacity: 128)
+        prefix.beginObject()
+        prefix.key("connector"); prefix.string("ferry")
+        prefix.key("name"); prefix.string(pipeline)
+        prefix.key("db"); prefix.string(database)
+        prefix.key("schema"); prefix.string(table.schema)
+        prefix.key("table"); prefix.string(table.name)
+        prefix.key("txId")
+        return Rendering(table: table, columnKeys: table.columns.map { JSONWriter.quotedKey($0.name) },
+                         isKey: table.columns.map(\.isKey), sourcePrefix: prefix.bytes)
+    }
+
     // MARK: Payloads
 
-    /// Writes an event's value object. `transaction` is the source transaction the change
-    /// belongs to (nil for snapshot rows).
+    /// Writes an event's value object, with `rendering` (of the event's table) saving work.
     public func writeValue(
-        _ json: inout JSONWriter, op: Operation, table: TableSchema, before: (row: Row, keyOnly: Bool)?, after: Row?,
+        _ json: inout JSONWriter, op: Operation, rendering: Rendering, before: (row: Row, keyOnly: Bool)?, after: Row?,
         lsn: LSN?, transaction: TransactionInfo?, now: Int64, transactionBlock: TransactionBlock? = nil
     ) {
         var unchangedToast: [String] = []
         var unchangedBefore: [String] = []
         json.beginObject()
         json.key("before")
-        if let before { rowObject(&json, before.row, table, keyOnly: before.keyOnly, unchangedToast: &unchangedBefore) } else { json.null() }
+        if let before { rowObject(&json, before.row, rendering, keyOnly: before.keyOnly, unchangedToast: &unchangedBefore) } else { json.null() }
         json.key("after")
-        if let after { rowObject(&json, after, table, keyOnly: false, unchangedToast: &unchangedToast) } else { json.null() }
-        writeSource(&json, schema: table.schema, table: table.name, lsn: lsn,
-                    transaction: op == .read ? nil : transaction, snapshot: op == .read, now: now)
+        if let after { rowObject(&json, after, rendering, keyOnly: false, unchangedToast: &unchangedToast) } else { json.null() }
+        let sourceTransaction = op == .read ? nil : transaction
+        json.key("source")
+        json.rawValue { bytes in
+            bytes.append(contentsOf: rendering.sourcePrefix)
+            if let sourceTransaction { bytes.appendDecimal(UInt64(sourceTransaction.xid)) } else { bytes.append(contentsOf: "null".utf8) }
+            bytes.append(contentsOf: #","lsn":"#.utf8)
+            if let lsn { bytes.appendDecimal(Int64(clamping: lsn.rawValue)) } else { bytes.append(contentsOf: "null".utf8) }
+            bytes.append(contentsOf: #","ts_ms":"#.utf8)
+            let sourceTime = sourceTransaction.map { Self.milliseconds($0.commitTime) } ?? now
+            bytes.appendDecimal(sourceTime)
+            bytes.append(contentsOf: op == .read ? #","snapshot":"true"}"#.utf8 : #","snapshot":"false"}"#.utf8)
+        }
         json.key("op"); json.string(op.rawValue)
         json.key("ts_ms"); json.integer(now)
         if let transactionBlock {
@@ -106,6 +139,29 @@ public struct DebeziumEnvelope: Sendable {
             json.endArray()
         }
         json.endObject()
+    }
+
+    /// Writes the key object of `row` with `rendering`; see ``writeKey(_:table:row:)``.
+    @discardableResult
+    public func writeKey(_ json: inout JSONWriter, rendering: Rendering, row: Row) -> Bool {
+        guard Self.hasKey(rendering.table) else { return false }
+        json.beginObject()
+        for index in row.indices where index < rendering.isKey.count && rendering.isKey[index] {
+            json.key(quoted: rendering.columnKeys[index])
+            json.value(row[index], options: values)
+        }
+        json.endObject()
+        return true
+    }
+
+    /// Writes an event's value object. `transaction` is the source transaction the change
+    /// belongs to (nil for snapshot rows).
+    public func writeValue(
+        _ json: inout JSONWriter, op: Operation, table: TableSchema, before: (row: Row, keyOnly: Bool)?, after: Row?,
+        lsn: LSN?, transaction: TransactionInfo?, now: Int64, transactionBlock: TransactionBlock? = nil
+    ) {
+        writeValue(&json, op: op, rendering: rendering(for: table), before: before, after: after, lsn: lsn,
+                   transaction: transaction, now: now, transactionBlock: transactionBlock)
     }
 
     /// Writes a `pg_logical_emit_message` message as Debezium does: op `m`, and
@@ -131,14 +187,7 @@ public struct DebeziumEnvelope: Sendable {
     /// tables without a primary key either.
     @discardableResult
     public func writeKey(_ json: inout JSONWriter, table: TableSchema, row: Row) -> Bool {
-        guard Self.hasKey(table) else { return false }
-        json.beginObject()
-        for (column, value) in zip(table.columns, row) where column.isKey {
-            json.key(column.name)
-            json.value(value, options: values)
-        }
-        json.endObject()
-        return true
+        writeKey(&json, rendering: rendering(for: table), row: row)
     }
 
     /// Whether events of `table` get a key (see ``writeKey(_:table:row:)``).
@@ -166,16 +215,18 @@ public struct DebeziumEnvelope: Sendable {
         json.endObject()
     }
 
-    private func rowObject(_ json: inout JSONWriter, _ row: Row, _ table: TableSchema, keyOnly: Bool,
+    private func rowObject(_ json: inout JSONWriter, _ row: Row, _ rendering: Rendering, keyOnly: Bool,
                            unchangedToast: inout [String]) {
         json.beginObject()
-        for (column, value) in zip(table.columns, row) {
-            if keyOnly && !column.isKey { continue }
+        let count = min(row.count, rendering.columnKeys.count)
+        for index in 0..<count {
+            if keyOnly && !rendering.isKey[index] { continue }
+            let value = row[index]
             if case .unchangedToast = value {
-                unchangedToast.append(column.name)
+                unchangedToast.append(rendering.table.columns[index].name)
                 continue
             }
-            json.key(column.name)
+            json.key(quoted: rendering.columnKeys[index])
             json.value(value, options: values)
         }
         json.endObject()

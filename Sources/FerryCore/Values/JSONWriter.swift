@@ -137,6 +137,28 @@ public struct JSONWriter: Sendable {
         bytes.append(contentsOf: json.utf8)
     }
 
+    /// An object member's name already quoted and followed by `:` (`"id":`), as
+    /// ``quotedKey(_:)`` makes it: for names written over and over.
+    public mutating func key(quoted: [UInt8]) {
+        separate()
+        bytes.append(contentsOf: quoted)
+        afterKey = true
+    }
+
+    /// `"name":` as UTF-8, for ``key(quoted:)``.
+    public static func quotedKey(_ name: String) -> [UInt8] {
+        var bytes: [UInt8] = []
+        appendQuoted(name, to: &bytes)
+        bytes.append(UInt8(ascii: ":"))
+        return bytes
+    }
+
+    /// A value written straight into ``bytes`` by `body` (which must write exactly one JSON value).
+    public mutating func rawValue(_ body: (inout [UInt8]) -> Void) {
+        separate()
+        body(&bytes)
+    }
+
     // MARK: Helpers
 
     private mutating func separate() {
