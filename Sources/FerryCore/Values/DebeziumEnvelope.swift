@@ -236,79 +236,61 @@ public struct DebeziumEnvelope: Sendable {
 
     /// The key's schema in Kafka Connect's JsonConverter form (`{"type":"struct",…}`).
     public func writeKeySchema(_ json: inout JSONWriter, table: TableSchema, name: String) {
-        json.beginObject()
-        json.key("type"); json.string("struct")
-        json.key("fields")
-        json.beginArray()
-        for column in table.columns where column.isKey { fieldSchema(&json, column, optional: false) }
-        json.endArray()
-        json.key("optional"); json.bool(false)
-        json.key("name"); json.string("\(name).Key")
-        json.endObject()
+        structSchema(&json, name: "\(name).Key", optional: false, field: nil) { json in
+            for column in table.columns where column.isKey { fieldSchema(&json, column, optional: false) }
+        }
     }
 
     /// The value's schema (Debezium's `Envelope`) in Kafka Connect's JsonConverter form.
     public func writeValueSchema(_ json: inout JSONWriter, table: TableSchema, name: String, transactionBlock: Bool) {
+        structSchema(&json, name: "\(name).Envelope", optional: false, field: nil) { json in
+            for field in ["before", "after"] {
+                structSchema(&json, name: "\(name).Value", optional: true, field: field) { json in
+                    // Every field optional: NULL, a key-only `before` and unchanged TOAST leave fields out.
+                    for column in table.columns { fieldSchema(&json, column, optional: true) }
+                }
+            }
+            structSchema(&json, name: "dev.ferry.Source", optional: false, field: "source") { json in
+                for (field, type, optional) in [("connector", "string", false), ("name", "string", false), ("db", "string", false),
+                                                ("schema", "string", false), ("table", "string", false), ("txId", "int64", true),
+                                                ("lsn", "int64", true), ("ts_ms", "int64", false), ("snapshot", "string", true)] {
+                    simpleField(&json, field: field, type: type, optional: optional)
+                }
+            }
+            simpleField(&json, field: "op", type: "string", optional: false)
+            simpleField(&json, field: "ts_ms", type: "int64", optional: true)
+            if transactionBlock {
+                structSchema(&json, name: "event.block", optional: true, field: "transaction") { json in
+                    simpleField(&json, field: "id", type: "string", optional: false)
+                    simpleField(&json, field: "total_order", type: "int64", optional: false)
+                    simpleField(&json, field: "data_collection_order", type: "int64", optional: false)
+                }
+            }
+            json.beginObject()
+            json.key("type"); json.string("array")
+            json.key("items")
+            json.beginObject()
+            json.key("type"); json.string("string")
+            json.key("optional"); json.bool(false)
+            json.endObject()
+            json.key("optional"); json.bool(true)
+            json.key("field"); json.string("unchanged_toast")
+            json.endObject()
+        }
+    }
+
+    /// `{"type":"struct","fields":[…],"optional":…,"name":…[,"field":…]}`.
+    private func structSchema(_ json: inout JSONWriter, name: String, optional: Bool, field: String?,
+                              fields: (inout JSONWriter) -> Void) {
         json.beginObject()
         json.key("type"); json.string("struct")
         json.key("fields")
         json.beginArray()
-        for field in ["before", "after"] {
-            json.beginObject()
-            json.key("type"); json.string("struct")
-            json.key("fields")
-            json.beginArray()
-            // Every field optional: NULL, a key-only `before` and unchanged TOAST leave fields out.
-            for column in table.columns { fieldSchema(&json, column, optional: true) }
-            json.endArray()
-            json.key("optional"); json.bool(true)
-            json.key("name"); json.string("\(name).Value")
-            json.key("field"); json.string(field)
-            json.endObject()
-        }
-        json.beginObject()
-        json.key("type"); json.string("struct")
-        json.key("fields")
-        json.beginArray()
-        for (field, type, optional) in [("connector", "string", false), ("name", "string", false), ("db", "string", false),
-                                        ("schema", "string", false), ("table", "string", false), ("txId", "int64", true),
-                                        ("lsn", "int64", true), ("ts_ms", "int64", false), ("snapshot", "string", true)] {
-            simpleField(&json, field: field, type: type, optional: optional)
-        }
+        fields(&json)
         json.endArray()
-        json.key("optional"); json.bool(false)
-        json.key("name"); json.string("dev.ferry.Source")
-        json.key("field"); json.string("source")
-        json.endObject()
-        simpleField(&json, field: "op", type: "string", optional: false)
-        simpleField(&json, field: "ts_ms", type: "int64", optional: true)
-        if transactionBlock {
-            json.beginObject()
-            json.key("type"); json.string("struct")
-            json.key("fields")
-            json.beginArray()
-            simpleField(&json, field: "id", type: "string", optional: false)
-            simpleField(&json, field: "total_order", type: "int64", optional: false)
-            simpleField(&json, field: "data_collection_order", type: "int64", optional: false)
-            json.endArray()
-            json.key("optional"); json.bool(true)
-            json.key("name"); json.string("event.block")
-            json.key("field"); json.string("transaction")
-            json.endObject()
-        }
-        json.beginObject()
-        json.key("type"); json.string("array")
-        json.key("items")
-        json.beginObject()
-        json.key("type"); json.string("string")
-        json.key("optional"); json.bool(false)
-        json.endObject()
-        json.key("optional"); json.bool(true)
-        json.key("field"); json.string("unchanged_toast")
-        json.endObject()
-        json.endArray()
-        json.key("optional"); json.bool(false)
-        json.key("name"); json.string("\(name).Envelope")
+        json.key("optional"); json.bool(optional)
+        json.key("name"); json.string(name)
+        if let field { json.key("field"); json.string(field) }
         json.endObject()
     }
 
