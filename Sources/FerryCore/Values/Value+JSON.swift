@@ -66,45 +66,42 @@ extension JSONWriter {
             if options.jsonAsString { string(v) } else if v.isEmpty { null() } else { raw(v) }
         case .bytes(let v): base64(v)
         case .unknownBinary(_, let v): base64(v)
+        // Texts that never need escaping go straight into the output, quoted.
         case .uuid(let v):
-            var text = [UInt8]()
-            text.reserveCapacity(36)
-            v.append(to: &text)
-            string(utf8: text)
+            quotedASCII { v.append(to: &$0) }
         case .money(let v):
-            var text = [UInt8]()
-            if v < 0 { text.append(UInt8(ascii: "-")) }
-            text.appendDecimal(v.magnitude / 100)
-            text.append(UInt8(ascii: "."))
-            text.appendPadded(Int64(v.magnitude % 100), width: 2)
-            string(utf8: text)
+            quotedASCII { text in
+                if v < 0 { text.append(UInt8(ascii: "-")) }
+                text.appendDecimal(v.magnitude / 100)
+                text.append(UInt8(ascii: "."))
+                text.appendPadded(Int64(v.magnitude % 100), width: 2)
+            }
         case .date(let v):
-            var text = [UInt8]()
-            ISOText.appendDate(v, to: &text)
-            string(utf8: text)
+            quotedASCII { ISOText.appendDate(v, to: &$0) }
         case .time(let v):
-            var text = [UInt8]()
-            DateTimeText.appendTime(v.microseconds, to: &text)
-            string(utf8: text)
+            quotedASCII { DateTimeText.appendTime(v.microseconds, to: &$0) }
         case .timetz(let v):
-            var text = [UInt8]()
-            DateTimeText.appendTime(v.microseconds, to: &text)
-            DateTimeText.appendZone(offsetSeconds: Int(v.utcOffsetSeconds), alwaysMinutes: true, to: &text)
-            string(utf8: text)
+            quotedASCII { text in
+                DateTimeText.appendTime(v.microseconds, to: &text)
+                DateTimeText.appendZone(offsetSeconds: Int(v.utcOffsetSeconds), alwaysMinutes: true, to: &text)
+            }
         case .timestamp(let v):
-            var text = [UInt8]()
-            ISOText.appendTimestamp(v, utc: false, to: &text)
-            string(utf8: text)
+            quotedASCII { ISOText.appendTimestamp(v, utc: false, to: &$0) }
         case .timestamptz(let v):
-            var text = [UInt8]()
-            ISOText.appendTimestamp(v, utc: true, to: &text)
-            string(utf8: text)
+            quotedASCII { ISOText.appendTimestamp(v, utc: true, to: &$0) }
         case .interval(let v):
-            var text = [UInt8]()
-            DateTimeText.appendISOInterval(v, to: &text)
-            string(utf8: text)
+            quotedASCII { DateTimeText.appendISOInterval(v, to: &$0) }
         case .array(let array):
             arrayValue(array, options: options)
+        }
+    }
+
+    /// A string whose text `body` appends and which needs no escaping (digits, letters, `-:.+`).
+    private mutating func quotedASCII(_ body: (inout [UInt8]) -> Void) {
+        rawValue { bytes in
+            bytes.append(UInt8(ascii: "\""))
+            body(&bytes)
+            bytes.append(UInt8(ascii: "\""))
         }
     }
 
