@@ -59,6 +59,9 @@ public final class ReplicationStream: AsyncSequence {
     private var inTransaction = false
     private var openStreamedTransactions: Set<UInt32> = []
     private var lastDeliveredEnd = LSN.invalid
+    /// A keepalive at or past `endPosition` seen while delivered transactions (up to
+    /// `deliveredEnd`) were not yet confirmed.
+    private var endKeepalive: (walEnd: LSN, deliveredEnd: LSN)?
 
     /// Where to stop: after the unit (transaction, prepared transaction, standalone message)
     /// ending at or past it, or at a keepalive past it while nothing is in flight, `next()`
@@ -102,6 +105,14 @@ public final class ReplicationStream: AsyncSequence {
                 if let onIdle, deliveredSinceIdle, !connection.hasBufferedMessages {
                     deliveredSinceIdle = false
                     try await onIdle()
+                    continue
+                }
+                // A keepalive past the end came while transactions were still unconfirmed; once
+                // they are, it ends the stream now rather than at the next keepalive (which an
+                // idle server sends only every wal_sender_timeout / 2).
+                if let pending = endKeepalive, feedback.flushed >= pending.deliveredEnd {
+                    feedback.confirmFlushed(pending.walEnd)
+                    reachedEnd = true
                     continue
                 }
                 guard let more = try await connection.nextBatch() else {
@@ -172,9 +183,13 @@ public final class ReplicationStream: AsyncSequence {
             return WALMessage(walStart: data.walStart, walEnd: data.walEnd, sendTime: data.sendTime, message: message)
         case .primaryKeepalive(let keepalive):
             // Nothing in flight: every delivered transaction is confirmed and none is open.
-            if !inTransaction && openStreamedTransactions.isEmpty && feedback.flushed >= lastDeliveredEnd {
-                feedback.confirmFlushed(keepalive.walEnd)
-                if let endPosition, keepalive.walEnd >= endPosition { reachedEnd = true }
+            if !inTransaction && openStreamedTransactions.isEmpty {
+                if feedback.flushed >= lastDeliveredEnd {
+                    feedback.confirmFlushed(keepalive.walEnd)
+                    if let endPosition, keepalive.walEnd >= endPosition { reachedEnd = true }
+                } else if let endPosition, keepalive.walEnd >= endPosition {
+                    endKeepalive = (keepalive.walEnd, lastDeliveredEnd)
+                }
             }
             return nil
         }

@@ -145,61 +145,51 @@ public final class PipelineMonitor: Sendable {
         var transactions = 0
         var rows: [String: Int] = [:]
         var commits: [(LSN, PostgresTimestamp)] = []
-        // Consecutive changes of one table and kind are counted as a run (no hashing per event).
-        var runTable: TableSchema?
-        var runOp = ""
-        var runCount = 0
-        var runBytes = 0
-        func endRun() {
-            guard let table = runTable, runCount > 0 else { return }
-            changes[table.qualifiedName + "\u{0}" + runOp, default: 0] += runCount
-            bytes[table.qualifiedName, default: 0] += runBytes
-            runCount = 0
-            runBytes = 0
-        }
-        var snapshotTable: TableSchema?
-        var snapshotCount = 0
-        var snapshotBytes = 0
-        func endSnapshotRun() {
-            guard let table = snapshotTable, snapshotCount > 0 else { return }
-            rows[table.qualifiedName, default: 0] += snapshotCount
-            bytes[table.qualifiedName, default: 0] += snapshotBytes
-            snapshotCount = 0
-            snapshotBytes = 0
-        }
+        // Counted by table object and kind (cheap to hash); names are made once per batch.
+        struct Tally { var table: TableSchema; var count = 0; var bytes = 0 }
+        var changeTallies: [ObjectIdentifier: [Tally]] = [:]   // index: 0 insert, 1 update, 2 delete
+        var snapshotTallies: [ObjectIdentifier: Tally] = [:]
         for event in events {
             switch event {
             case .change(let change, _):
-                if case .truncate = change {
-                    let (table, op, size) = Self.describe(change)
-                    changes[table + "\u{0}" + op, default: 0] += 1
-                    bytes[table, default: 0] += size
+                let kind: Int
+                let table: TableSchema
+                let size: Int
+                switch change {
+                case .insert(let t, let row): (kind, table, size) = (0, t, Self.size(of: row))
+                case .update(let t, _, _, let row): (kind, table, size) = (1, t, Self.size(of: row))
+                case .delete(let t, let old, _): (kind, table, size) = (2, t, Self.size(of: old))
+                case .truncate:
+                    let (name, op, size) = Self.describe(change)
+                    changes[name + "\u{0}" + op, default: 0] += 1
+                    bytes[name, default: 0] += size
                     continue
                 }
-                let (table, op, size) = Self.describeRow(change)
-                if table !== runTable || op != runOp {
-                    endRun()
-                    runTable = table
-                    runOp = op
-                }
-                runCount += 1
-                runBytes += size
+                let id = ObjectIdentifier(table)
+                if changeTallies[id] == nil { changeTallies[id] = Array(repeating: Tally(table: table), count: 3) }
+                changeTallies[id]![kind].count += 1
+                changeTallies[id]![kind].bytes += size
             case .commit(let info, let end):
                 transactions += 1
                 commits.append((end, info.commitTime))
             case .snapshotRow(let table, let row):
-                if table !== snapshotTable {
-                    endSnapshotRun()
-                    snapshotTable = table
-                }
-                snapshotCount += 1
-                snapshotBytes += Self.size(of: row)
+                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].count += 1
+                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].bytes += Self.size(of: row)
             default:
                 break
             }
         }
-        endRun()
-        endSnapshotRun()
+        let kinds = ["insert", "update", "delete"]
+        for tallies in changeTallies.values {
+            for (kind, tally) in tallies.enumerated() where tally.count > 0 {
+                changes[tally.table.qualifiedName + "\u{0}" + kinds[kind], default: 0] += tally.count
+                bytes[tally.table.qualifiedName, default: 0] += tally.bytes
+            }
+        }
+        for tally in snapshotTallies.values {
+            rows[tally.table.qualifiedName, default: 0] += tally.count
+            bytes[tally.table.qualifiedName, default: 0] += tally.bytes
+        }
         for (key, count) in changes {
             let parts = key.split(separator: "\u{0}", maxSplits: 1).map(String.init)
             counter("ferry_changes_total", [("pipeline", pipeline), ("table", parts[0]), ("op", parts[1]), ("destination", destination)])
@@ -336,16 +326,6 @@ public final class PipelineMonitor: Sendable {
 
     private static func redacted(_ dimensions: [(String, String)]) -> [(String, String)] {
         dimensions.map { ($0.0, Redaction.redact($0.1)) }
-    }
-
-    /// A row change's table, kind and size (nil table for a truncate).
-    static func describeRow(_ change: Change) -> (table: TableSchema?, op: String, bytes: Int) {
-        switch change {
-        case .insert(let table, let row): (table, "insert", size(of: row))
-        case .update(let table, _, _, let row): (table, "update", size(of: row))
-        case .delete(let table, let old, _): (table, "delete", size(of: old))
-        case .truncate: (nil, "truncate", 0)
-        }
     }
 
     static func describe(_ change: Change) -> (table: String, op: String, bytes: Int) {
