@@ -110,6 +110,8 @@ public actor JSONLinesDestination: Destination {
     /// The `endLSN` of the last commit written and synced.
     private var durablePosition: LSN?
     private let envelope: DebeziumEnvelope
+    /// Per table definition (the schema object is kept alive here, so its identity stays unique).
+    private var renderings: [ObjectIdentifier: DebeziumEnvelope.Rendering] = [:]
 
     /// - Parameters:
     ///   - output: a file (appended to, created if needed) or standard output.
@@ -217,7 +219,14 @@ public actor JSONLinesDestination: Destination {
 
     private func line(op: DebeziumEnvelope.Operation, table: TableSchema, before: (row: Row, keyOnly: Bool)?, after: Row?,
                       lsn: LSN?, now: Int64) {
-        envelope.writeValue(&json, op: op, table: table, before: before, after: after, lsn: lsn,
+        let rendering: DebeziumEnvelope.Rendering
+        if let known = renderings[ObjectIdentifier(table)] {
+            rendering = known
+        } else {
+            rendering = envelope.rendering(for: table)
+            renderings[ObjectIdentifier(table)] = rendering
+        }
+        envelope.writeValue(&json, op: op, rendering: rendering, before: before, after: after, lsn: lsn,
                             transaction: op == .read ? nil : transaction, now: now)
         json.bytes.append(UInt8(ascii: "\n"))
     }
