@@ -231,14 +231,11 @@ public actor JSONLinesDestination: Destination {
         json.bytes.append(UInt8(ascii: "\n"))
     }
 
-    private func source(schema: String, table: String, lsn: LSN?, now: Int64) {
-        envelope.writeSource(&json, schema: schema, table: table, lsn: lsn, transaction: transaction, snapshot: false, now: now)
-    }
-
     private func writeSchemaChange(_ change: SchemaChange, now: Int64) {
         json.beginObject()
         json.key("op"); json.string("schema")
-        source(schema: change.new.schema, table: change.new.name, lsn: nil, now: now)
+        envelope.writeSource(&json, schema: change.new.schema, table: change.new.name, lsn: nil,
+                             transaction: transaction, snapshot: false, now: now)
         json.key("ts_ms"); json.integer(now)
         json.key("changes")
         json.beginArray()

@@ -84,21 +84,14 @@ public struct DebeziumEnvelope: Sendable {
 
     /// Renders the parts of `table`'s events that never change (cache it per table definition).
     public func rendering(for table: TableSchema) -> Rendering {
-        var prefix = JSONWriter(reservingCapacity: 128)
-        prefix.beginObject()
-        prefix.key("connector"); prefix.string("ferry")
-        prefix.key("name"); prefix.string(pipeline)
-        prefix.key("db"); prefix.string(database)
-        prefix.key("schema"); prefix.string(table.schema)
-        prefix.key("table"); prefix.string(table.name)
-        prefix.key("txId")
-        return Rendering(table: table, columnKeys: table.columns.map { JSONWriter.quotedKey($0.name) },
-                         isKey: table.columns.map(\.isKey), sourcePrefix: prefix.bytes)
+        Rendering(table: table, columnKeys: table.columns.map { JSONWriter.quotedKey($0.name) },
+                  isKey: table.columns.map(\.isKey), sourcePrefix: sourcePrefix(schema: table.schema, table: table.name))
     }
 
     // MARK: Payloads
 
-    /// Writes an event's value object, with `rendering` (of the event's table) saving work.
+    /// Writes an event's value object. `rendering` is the table's (see ``rendering(for:)``);
+    /// `transaction` the source transaction the change belongs to (nil for snapshot rows).
     public func writeValue(
         _ json: inout JSONWriter, op: Operation, rendering: Rendering, before: (row: Row, keyOnly: Bool)?, after: Row?,
         lsn: LSN?, transaction: TransactionInfo?, now: Int64, transactionBlock: TransactionBlock? = nil
@@ -110,17 +103,10 @@ public struct DebeziumEnvelope: Sendable {
         if let before { rowObject(&json, before.row, rendering, keyOnly: before.keyOnly, unchangedToast: &unchangedBefore) } else { json.null() }
         json.key("after")
         if let after { rowObject(&json, after, rendering, keyOnly: false, unchangedToast: &unchangedToast) } else { json.null() }
-        let sourceTransaction = op == .read ? nil : transaction
         json.key("source")
         json.rawValue { bytes in
             bytes.append(contentsOf: rendering.sourcePrefix)
-            if let sourceTransaction { bytes.appendDecimal(UInt64(sourceTransaction.xid)) } else { bytes.append(contentsOf: "null".utf8) }
-            bytes.append(contentsOf: #","lsn":"#.utf8)
-            if let lsn { bytes.appendDecimal(Int64(clamping: lsn.rawValue)) } else { bytes.append(contentsOf: "null".utf8) }
-            bytes.append(contentsOf: #","ts_ms":"#.utf8)
-            let sourceTime = sourceTransaction.map { Self.milliseconds($0.commitTime) } ?? now
-            bytes.appendDecimal(sourceTime)
-            bytes.append(contentsOf: op == .read ? #","snapshot":"true"}"#.utf8 : #","snapshot":"false"}"#.utf8)
+            appendSourceRest(&bytes, lsn: lsn, transaction: op == .read ? nil : transaction, snapshot: op == .read, now: now)
         }
         json.key("op"); json.string(op.rawValue)
         json.key("ts_ms"); json.integer(now)
@@ -141,7 +127,11 @@ public struct DebeziumEnvelope: Sendable {
         json.endObject()
     }
 
-    /// Writes the key object of `row` with `rendering`; see ``writeKey(_:table:row:)``.
+    /// Writes an event's key object (the key columns of `row`) and returns true, or writes
+    /// nothing and returns false when the table has no key Ferry can use: no key columns, or
+    /// `REPLICA IDENTITY FULL` (every column is "key" then, and a key that changes with every
+    /// update would scatter one row's events over partitions). Debezium writes no key for
+    /// tables without a primary key either.
     @discardableResult
     public func writeKey(_ json: inout JSONWriter, rendering: Rendering, row: Row) -> Bool {
         guard Self.hasKey(rendering.table) else { return false }
@@ -152,16 +142,6 @@ public struct DebeziumEnvelope: Sendable {
         }
         json.endObject()
         return true
-    }
-
-    /// Writes an event's value object. `transaction` is the source transaction the change
-    /// belongs to (nil for snapshot rows).
-    public func writeValue(
-        _ json: inout JSONWriter, op: Operation, table: TableSchema, before: (row: Row, keyOnly: Bool)?, after: Row?,
-        lsn: LSN?, transaction: TransactionInfo?, now: Int64, transactionBlock: TransactionBlock? = nil
-    ) {
-        writeValue(&json, op: op, rendering: rendering(for: table), before: before, after: after, lsn: lsn,
-                   transaction: transaction, now: now, transactionBlock: transactionBlock)
     }
 
     /// Writes a `pg_logical_emit_message` message as Debezium does: op `m`, and
@@ -180,17 +160,7 @@ public struct DebeziumEnvelope: Sendable {
         json.endObject()
     }
 
-    /// Writes an event's key object (the key columns of `row`) and returns true, or writes
-    /// nothing and returns false when the table has no key Ferry can use: no key columns, or
-    /// `REPLICA IDENTITY FULL` (every column is "key" then, and a key that changes with every
-    /// update would scatter one row's events over partitions). Debezium writes no key for
-    /// tables without a primary key either.
-    @discardableResult
-    public func writeKey(_ json: inout JSONWriter, table: TableSchema, row: Row) -> Bool {
-        writeKey(&json, rendering: rendering(for: table), row: row)
-    }
-
-    /// Whether events of `table` get a key (see ``writeKey(_:table:row:)``).
+    /// Whether events of `table` get a key (see ``writeKey(_:rendering:row:)``).
     public static func hasKey(_ table: TableSchema) -> Bool {
         table.replicaIdentity != .full && table.columns.contains(where: \.isKey)
     }
@@ -199,20 +169,35 @@ public struct DebeziumEnvelope: Sendable {
     public func writeSource(_ json: inout JSONWriter, schema: String, table: String, lsn: LSN?,
                             transaction: TransactionInfo?, snapshot: Bool, now: Int64) {
         json.key("source")
-        json.beginObject()
-        json.key("connector"); json.string("ferry")
-        json.key("name"); json.string(pipeline)
-        json.key("db"); json.string(database)
-        json.key("schema"); json.string(schema)
-        json.key("table"); json.string(table)
-        json.key("txId")
-        if let transaction { json.integer(Int64(transaction.xid)) } else { json.null() }
-        json.key("lsn")
-        if let lsn { json.integer(Int64(clamping: lsn.rawValue)) } else { json.null() }
-        json.key("ts_ms")
-        if let transaction { json.integer(Self.milliseconds(transaction.commitTime)) } else { json.integer(now) }
-        json.key("snapshot"); json.string(snapshot ? "true" : "false")
-        json.endObject()
+        json.rawValue { bytes in
+            bytes.append(contentsOf: sourcePrefix(schema: schema, table: table))
+            appendSourceRest(&bytes, lsn: lsn, transaction: transaction, snapshot: snapshot, now: now)
+        }
+    }
+
+    /// `{"connector":"ferry","name":…,"db":…,"schema":…,"table":…,"txId":`: the part of
+    /// `source` that is the same for every event of a table.
+    private func sourcePrefix(schema: String, table: String) -> [UInt8] {
+        var prefix = JSONWriter(reservingCapacity: 128)
+        prefix.beginObject()
+        prefix.key("connector"); prefix.string("ferry")
+        prefix.key("name"); prefix.string(pipeline)
+        prefix.key("db"); prefix.string(database)
+        prefix.key("schema"); prefix.string(schema)
+        prefix.key("table"); prefix.string(table)
+        prefix.key("txId")
+        return prefix.bytes
+    }
+
+    /// The rest of `source` after ``sourcePrefix(schema:table:)``: txId, lsn, ts_ms (the commit
+    /// time, or `now` outside a transaction), snapshot, and the closing brace.
+    private func appendSourceRest(_ bytes: inout [UInt8], lsn: LSN?, transaction: TransactionInfo?, snapshot: Bool, now: Int64) {
+        if let transaction { bytes.appendDecimal(UInt64(transaction.xid)) } else { bytes.append(contentsOf: "null".utf8) }
+        bytes.append(contentsOf: #","lsn":"#.utf8)
+        if let lsn { bytes.appendDecimal(Int64(clamping: lsn.rawValue)) } else { bytes.append(contentsOf: "null".utf8) }
+        bytes.append(contentsOf: #","ts_ms":"#.utf8)
+        bytes.appendDecimal(transaction.map { Self.milliseconds($0.commitTime) } ?? now)
+        bytes.append(contentsOf: snapshot ? #","snapshot":"true"}"#.utf8 : #","snapshot":"false"}"#.utf8)
     }
 
     private func rowObject(_ json: inout JSONWriter, _ row: Row, _ rendering: Rendering, keyOnly: Bool,
