@@ -221,7 +221,7 @@ let package = Package(
         ),
         .testTarget(
             name: "FerryKafkaTests",
-            dependencies: ["FerryKafka", "FerryCore", "CRdkafka", "FerryTestSupport", "PostgresWire"],
+            dependencies: ["FerryKafka", "FerryCore", "CRdkafka", "FerryTestSupport", "FerryLocalPostgres", "PostgresWire"],
             swiftSettings: strict
         ),
         .testTarget(

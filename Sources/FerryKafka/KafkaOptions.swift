@@ -1,4 +1,5 @@
 import FerryCore
+import PostgresWire
 
 /// A `kafka://` destination URL, parsed:
 ///
@@ -71,10 +72,10 @@ public struct KafkaOptions: Sendable, Hashable {
             let info = rest[..<at]
             rest = rest[rest.index(after: at)...]
             if let colon = info.firstIndex(of: ":") {
-                user = Self.percentDecoded(info[..<colon])
-                password = Self.percentDecoded(info[info.index(after: colon)...])
+                user = try Self.percentDecoded(info[..<colon], field: "user", shown: shown)
+                password = try Self.percentDecoded(info[info.index(after: colon)...], field: "password", shown: shown)
             } else {
-                user = Self.percentDecoded(info)
+                user = try Self.percentDecoded(info, field: "user", shown: shown)
             }
         }
         let servers = rest.split(separator: ",", omittingEmptySubsequences: false)
@@ -95,8 +96,10 @@ public struct KafkaOptions: Sendable, Hashable {
             guard let equals = pair.firstIndex(of: "=") else {
                 throw FerryError(.configuration, "destination \(shown): option \"\(pair)\" has no value", fix: "write NAME=VALUE")
             }
-            let name = Self.percentDecoded(pair[..<equals])
-            let value = Self.percentDecoded(pair[pair.index(after: equals)...])
+            let name = try Self.percentDecoded(pair[..<equals], field: "option", shown: shown)
+            // A secret's text is never repeated in the error ("password" is a secret field).
+            let secret = name.contains("password") || name.contains("secret")
+            let value = try Self.percentDecoded(pair[pair.index(after: equals)...], field: secret ? "password" : name, shown: shown)
             named.insert(name)
             try set(name, value, shown: shown)
         }
@@ -175,20 +178,13 @@ public struct KafkaOptions: Sendable, Hashable {
         topicTemplate.replacingAll("{prefix}", with: prefix).replacingAll("{schema}", with: schema).replacingAll("{table}", with: table)
     }
 
-    static func percentDecoded(_ text: Substring) -> String {
-        guard text.contains("%") else { return String(text) }
-        var bytes: [UInt8] = []
-        var utf8 = Array(text.utf8)[...]
-        while let byte = utf8.popFirst() {
-            if byte == UInt8(ascii: "%"), utf8.count >= 2,
-               let value = UInt8(String(decoding: utf8.prefix(2), as: UTF8.self), radix: 16) {
-                bytes.append(value)
-                utf8 = utf8.dropFirst(2)
-            } else {
-                bytes.append(byte)
-            }
+    /// PostgresWire's percent-decoding, its errors as configuration errors.
+    static func percentDecoded(_ text: Substring, field: String, shown: String) throws -> String {
+        do {
+            return try ConnectionConfiguration.percentDecode(text, field: field)
+        } catch {
+            throw FerryError(.configuration, "destination \(shown): \(error.message)", fix: error.fix)
         }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }
 

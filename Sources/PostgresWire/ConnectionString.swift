@@ -39,6 +39,12 @@ extension ConnectionConfiguration {
         return try parser.resolve(passwordFile: passwordFile, systemUserName: systemUserName)
     }
 
+    /// Decodes the `%XX` escapes of a URL part as connection strings do (a malformed escape or
+    /// `%00` is an error naming `field`; a password's text is never quoted): for other URLs.
+    public static func percentDecode(_ text: Substring, field: String) throws(ConnectionStringError) -> String {
+        try ConnectionStringParser.percentDecode(text, field: field)
+    }
+
     /// ``parse(_:environment:passwordFile:systemUserName:)`` with this process's environment, the
     /// real password file and the OS user name.
     public static func parseUsingProcessEnvironment(_ string: String) throws(ConnectionStringError) -> ConnectionConfiguration {

@@ -1,4 +1,5 @@
 import FerryCore
+import FerryLocalPostgres
 import FerryTestSupport
 import Foundation
 import Logging
@@ -75,6 +76,7 @@ struct Event {
             ("kafka://h:1?colour=blue", "option \"colour\" is unknown"),
             ("kafka://h:1?buffer_mb=0", "is not a number in 1…4096"),
             ("kafka://u:hunter2@h:1?flag", "has no value"),
+            ("kafka://u:hunter2%zz@h:1", "invalid percent-encoding in the password"),
         ]
         for (url, expected) in cases {
             do {
@@ -98,24 +100,12 @@ struct Event {
     }
 
     @Test func anUnreachableBrokerFailsAtOpenWithTheFix() async throws {
-        let port = try freePort()
+        let port = try Subprocess.freeLoopbackPort()
         let destination = try KafkaDestination(url: "kafka://127.0.0.1:\(port)?connect_timeout=2", pipeline: "p", database: "d", logger: testLogger())
         let error = await #expect(throws: FerryError.self) { _ = try await destination.open() }
         #expect(error?.description.contains("cannot reach the Kafka brokers 127.0.0.1:\(port) within 2 s") == true, "\(String(describing: error))")
         #expect(error?.fix?.contains("check the host and port") == true)
     }
-}
-
-func freePort() throws -> Int {
-    let socketFD = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(socketFD) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(socketFD, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(socketFD, $0, &length) } }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// Against librdkafka's mock cluster (Kafka-protocol brokers on loopback inside the test
