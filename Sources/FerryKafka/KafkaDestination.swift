@@ -48,7 +48,6 @@ public actor KafkaDestination: Destination {
     private var durablePosition: LSN?
     /// Per table definition (the schema object, kept alive here so its identity stays unique).
     private var tables: [ObjectIdentifier: TableTopic] = [:]
-    private var topicHandles: [String: OpaquePointer] = [:]
     /// Transaction metadata: events so far in the open transaction, and per table.
     private var eventCount = 0
     private var tableEventCounts: [(table: String, count: Int)] = []
@@ -177,7 +176,6 @@ public actor KafkaDestination: Destination {
         }
         // The producer's topic handles go with it.
         tables.removeAll()
-        topicHandles.removeAll()
         self.producer = nil
         transaction = nil
     }
@@ -190,18 +188,10 @@ public actor KafkaDestination: Destination {
         producer.poll()
         while producer.tracker.outstanding > 0 {
             try checkFailures(producer)
-            if Task.isCancelled {
-                throw FerryError(.destination, "stopped while \(producer.tracker.outstanding) Kafka messages were still undelivered; they are sent again on restart")
-            }
             if let limit, clock.now - started >= limit {
                 throw FerryError(.destination, "\(producer.tracker.outstanding) Kafka messages still undelivered after \(limit)")
             }
-            do {
-                try await Task.sleep(for: pause)
-            } catch {
-                throw FerryError(.destination, "stopped while \(producer.tracker.outstanding) Kafka messages were still undelivered; they are sent again on restart")
-            }
-            pause = min(pause * 2, .milliseconds(20))
+            try await backOff(&pause, producer)
             producer.poll()
             if clock.now - lastWarning >= .seconds(30) {
                 lastWarning = clock.now
@@ -242,13 +232,7 @@ public actor KafkaDestination: Destination {
         key.reset()
         var hasKey = false
         if let keyRow, DebeziumEnvelope.hasKey(table) {
-            if options.schemas {
-                key.bytes += #"{"schema":"#.utf8
-                key.bytes += target.keySchema
-                key.bytes += #","payload":"#.utf8
-            }
-            hasKey = envelope.writeKey(&key, rendering: target.rendering, row: keyRow)
-            if options.schemas { key.bytes.append(UInt8(ascii: "}")) }
+            withSchema(&key, target.keySchema) { hasKey = envelope.writeKey(&$0, rendering: target.rendering, row: keyRow) }
         }
         var block: DebeziumEnvelope.TransactionBlock?
         if transactionTopic != nil, op != .read, let transaction {
@@ -257,18 +241,24 @@ public actor KafkaDestination: Destination {
                                                       totalOrder: eventCount, dataCollectionOrder: countTableEvent(table.qualifiedName))
         }
         value.reset()
-        if options.schemas {
-            value.bytes += #"{"schema":"#.utf8
-            value.bytes += target.valueSchema
-            value.bytes += #","payload":"#.utf8
+        withSchema(&value, target.valueSchema) {
+            envelope.writeValue(&$0, op: op, rendering: target.rendering, before: before, after: after, lsn: lsn,
+                                transaction: op == .read ? nil : transaction, now: now, transactionBlock: block)
         }
-        envelope.writeValue(&value, op: op, rendering: target.rendering, before: before, after: after, lsn: lsn,
-                            transaction: op == .read ? nil : transaction, now: now, transactionBlock: block)
-        if options.schemas { value.bytes.append(UInt8(ascii: "}")) }
         try emit(topic: target.handle, name: target.topic, key: hasKey ? key.bytes : nil, value: value.bytes)
         if op == .delete && options.tombstones && hasKey {
             try emit(topic: target.handle, name: target.topic, key: key.bytes, value: nil)
         }
+    }
+
+    /// `body`'s JSON, wrapped as `{"schema": …, "payload": …}` with `schemas=true`.
+    private func withSchema(_ json: inout JSONWriter, _ schema: [UInt8], _ body: (inout JSONWriter) -> Void) {
+        guard options.schemas else { return body(&json) }
+        json.bytes += #"{"schema":"#.utf8
+        json.bytes += schema
+        json.bytes += #","payload":"#.utf8
+        body(&json)
+        json.bytes.append(UInt8(ascii: "}"))
     }
 
     private func countTableEvent(_ table: String) -> Int {
@@ -337,13 +327,11 @@ public actor KafkaDestination: Destination {
         return entry
     }
 
+    /// The producer's handle of `topic` (it keeps them).
     private func handle(_ topic: String) throws -> OpaquePointer {
-        if let known = topicHandles[topic] { return known }
         guard let producer else { throw FerryError(.destination, "the Kafka destination \(name) is not open") }
         do {
-            let handle = try producer.topic(topic)
-            topicHandles[topic] = handle
-            return handle
+            return try producer.topic(topic)
         } catch {
             throw FerryError(.destinationRejected, "Kafka refused topic \(topic): \(error.message)",
                              fix: "check the topic template and prefix in \(name)")
@@ -382,10 +370,20 @@ public actor KafkaDestination: Destination {
                 backlog.removeFirst()
             }
             if backlog.isEmpty { return }
-            if Task.isCancelled { throw CancellationError() }
-            try await Task.sleep(for: pause)
-            pause = min(pause * 2, .milliseconds(20))
+            try await backOff(&pause, producer)
         }
+    }
+
+    /// Waits `pause` before polling again (1 ms doubling to 20 ms); a cancelled task stops.
+    private func backOff(_ pause: inout Duration, _ producer: KafkaProducer) async throws {
+        let stopped = FerryError(.destination, "stopped while \(producer.tracker.outstanding) Kafka messages were still undelivered; they are sent again on restart")
+        if Task.isCancelled { throw stopped }
+        do {
+            try await Task.sleep(for: pause)
+        } catch {
+            throw stopped
+        }
+        pause = min(pause * 2, .milliseconds(20))
     }
 
     private func checkFailures(_ producer: KafkaProducer) throws {
