@@ -146,45 +146,42 @@ public final class PipelineMonitor: Sendable {
         var rows: [String: Int] = [:]
         var commits: [(LSN, PostgresTimestamp)] = []
         // Counted by table object and kind (cheap to hash); names are made once per batch.
-        struct Tally { var table: TableSchema; var count = 0; var bytes = 0 }
-        var changeTallies: [ObjectIdentifier: [Tally]] = [:]   // index: 0 insert, 1 update, 2 delete
+        struct TallyKey: Hashable { var table: ObjectIdentifier; var op: String }
+        struct Tally {
+            var table: TableSchema
+            var count = 0
+            var bytes = 0
+            mutating func add(_ size: Int) { count += 1; bytes += size }
+        }
+        var changeTallies: [TallyKey: Tally] = [:]
         var snapshotTallies: [ObjectIdentifier: Tally] = [:]
         for event in events {
             switch event {
             case .change(let change, _):
-                let kind: Int
-                let table: TableSchema
-                let size: Int
+                let (table, op, size): (TableSchema, String, Int)
                 switch change {
-                case .insert(let t, let row): (kind, table, size) = (0, t, Self.size(of: row))
-                case .update(let t, _, _, let row): (kind, table, size) = (1, t, Self.size(of: row))
-                case .delete(let t, let old, _): (kind, table, size) = (2, t, Self.size(of: old))
-                case .truncate:
-                    let (name, op, size) = Self.describe(change)
-                    changes[name + "\u{0}" + op, default: 0] += 1
-                    bytes[name, default: 0] += size
+                case .insert(let t, let row): (table, op, size) = (t, "insert", Self.size(of: row))
+                case .update(let t, _, _, let row): (table, op, size) = (t, "update", Self.size(of: row))
+                case .delete(let t, let old, _): (table, op, size) = (t, "delete", Self.size(of: old))
+                case .truncate(let tables, _, _):
+                    let names = tables.map(\.qualifiedName).joined(separator: ",")
+                    changes[names + "\u{0}truncate", default: 0] += 1
+                    bytes[names, default: 0] += 0  // the series exists, as for other changes
                     continue
                 }
-                let id = ObjectIdentifier(table)
-                if changeTallies[id] == nil { changeTallies[id] = Array(repeating: Tally(table: table), count: 3) }
-                changeTallies[id]![kind].count += 1
-                changeTallies[id]![kind].bytes += size
+                changeTallies[TallyKey(table: ObjectIdentifier(table), op: op), default: Tally(table: table)].add(size)
             case .commit(let info, let end):
                 transactions += 1
                 commits.append((end, info.commitTime))
             case .snapshotRow(let table, let row):
-                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].count += 1
-                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].bytes += Self.size(of: row)
+                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].add(Self.size(of: row))
             default:
                 break
             }
         }
-        let kinds = ["insert", "update", "delete"]
-        for tallies in changeTallies.values {
-            for (kind, tally) in tallies.enumerated() where tally.count > 0 {
-                changes[tally.table.qualifiedName + "\u{0}" + kinds[kind], default: 0] += tally.count
-                bytes[tally.table.qualifiedName, default: 0] += tally.bytes
-            }
+        for (key, tally) in changeTallies {
+            changes[tally.table.qualifiedName + "\u{0}" + key.op, default: 0] += tally.count
+            bytes[tally.table.qualifiedName, default: 0] += tally.bytes
         }
         for tally in snapshotTallies.values {
             rows[tally.table.qualifiedName, default: 0] += tally.count
@@ -326,15 +323,6 @@ public final class PipelineMonitor: Sendable {
 
     private static func redacted(_ dimensions: [(String, String)]) -> [(String, String)] {
         dimensions.map { ($0.0, Redaction.redact($0.1)) }
-    }
-
-    static func describe(_ change: Change) -> (table: String, op: String, bytes: Int) {
-        switch change {
-        case .insert(let table, let row): (table.qualifiedName, "insert", size(of: row))
-        case .update(let table, _, _, let row): (table.qualifiedName, "update", size(of: row))
-        case .delete(let table, let old, _): (table.qualifiedName, "delete", size(of: old))
-        case .truncate(let tables, _, _): (tables.map(\.qualifiedName).joined(separator: ","), "truncate", 0)
-        }
     }
 
     /// Roughly the bytes a row's values take (strings and bytes by length, others by width).
