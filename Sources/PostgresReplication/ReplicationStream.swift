@@ -59,9 +59,13 @@ public final class ReplicationStream: AsyncSequence {
     private var inTransaction = false
     private var openStreamedTransactions: Set<UInt32> = []
     private var lastDeliveredEnd = LSN.invalid
-    /// A keepalive at or past `endPosition` seen while delivered transactions (up to
-    /// `deliveredEnd`) were not yet confirmed.
-    private var endKeepalive: (walEnd: LSN, deliveredEnd: LSN)?
+    /// A keepalive at or past `endPosition` seen while something was in flight.
+    private var endKeepalive: LSN?
+
+    /// Every delivered transaction is confirmed and none is open.
+    private var nothingInFlight: Bool {
+        !inTransaction && openStreamedTransactions.isEmpty && feedback.flushed >= lastDeliveredEnd
+    }
 
     /// Where to stop: after the unit (transaction, prepared transaction, standalone message)
     /// ending at or past it, or at a keepalive past it while nothing is in flight, `next()`
@@ -110,8 +114,8 @@ public final class ReplicationStream: AsyncSequence {
                 // A keepalive past the end came while transactions were still unconfirmed; once
                 // they are, it ends the stream now rather than at the next keepalive (which an
                 // idle server sends only every wal_sender_timeout / 2).
-                if let pending = endKeepalive, feedback.flushed >= pending.deliveredEnd {
-                    feedback.confirmFlushed(pending.walEnd)
+                if let pending = endKeepalive, nothingInFlight {
+                    feedback.confirmFlushed(pending)
                     reachedEnd = true
                     continue
                 }
@@ -182,14 +186,11 @@ public final class ReplicationStream: AsyncSequence {
             deliveredSinceIdle = true
             return WALMessage(walStart: data.walStart, walEnd: data.walEnd, sendTime: data.sendTime, message: message)
         case .primaryKeepalive(let keepalive):
-            // Nothing in flight: every delivered transaction is confirmed and none is open.
-            if !inTransaction && openStreamedTransactions.isEmpty {
-                if feedback.flushed >= lastDeliveredEnd {
-                    feedback.confirmFlushed(keepalive.walEnd)
-                    if let endPosition, keepalive.walEnd >= endPosition { reachedEnd = true }
-                } else if let endPosition, keepalive.walEnd >= endPosition {
-                    endKeepalive = (keepalive.walEnd, lastDeliveredEnd)
-                }
+            if nothingInFlight {
+                feedback.confirmFlushed(keepalive.walEnd)
+                if let endPosition, keepalive.walEnd >= endPosition { reachedEnd = true }
+            } else if let endPosition, keepalive.walEnd >= endPosition {
+                endKeepalive = keepalive.walEnd
             }
             return nil
         }
