@@ -95,6 +95,7 @@ let package = Package(
             dependencies: [
                 "FerryCore",
                 "PostgresWire",
+                "PostgresReplication",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -177,6 +177,8 @@ public actor JSONLinesDestination: Destination {
                 json.bytes.append(UInt8(ascii: "\n"))
             case .snapshotTableStarted, .snapshotTableFinished:
                 break
+            case .snapshotCopyRows(let table, _):
+                throw FerryError.unrequestedCopyRows(name, table: table)
             }
             if json.bytes.count >= bufferSize { try writeBuffer() }
         }

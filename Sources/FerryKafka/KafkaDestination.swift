@@ -148,6 +148,8 @@ public actor KafkaDestination: Destination {
                 logger.debug("schema change: later events carry the new columns", metadata: ["table": "\(change.new.qualifiedName)"])
             case .snapshotTableStarted, .snapshotTableFinished:
                 break
+            case .snapshotCopyRows(let table, _):
+                throw FerryError.unrequestedCopyRows(name, table: table)
             }
             if !backlog.isEmpty { try await drainBacklog() }
         }

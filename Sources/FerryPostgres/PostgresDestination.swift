@@ -101,11 +101,20 @@ public actor PostgresDestination: Destination {
     private var runs: [Run] = []
     private var runRows = 0
     private var connectionNumber = 0
-    /// Rows written with COPY (large runs of new rows) rather than upserts.
+    /// Rows written with COPY (large runs of new rows, snapshot rows) rather than upserts.
     public private(set) var copiedRows = 0
+    /// Snapshot rows that came undecoded (binary COPY tuples), whether COPY or the upsert took them.
+    public private(set) var undecodedRows = 0
     /// Conflicts seen so far, by kind.
     public private(set) var conflicts: [ConflictKind: Int] = [:]
     private let conflictCounters: [ConflictKind: Counter]
+    /// Loads undecoded snapshot rows (binary COPY), on a connection of its own.
+    private let loader: BinaryCopyLoader
+    /// The load statement of each table whose snapshot rows come undecoded.
+    private var loadStatements: [String: BinaryCopyLoader.Statement] = [:]
+    /// The load in progress: the next batch is read from the source while it runs; the next
+    /// load, `flush()` and `close()` wait for it (and throw its error).
+    private var loading: Task<(rows: Int, copied: Bool), any Error>?
 
     /// - Parameter url: `postgres://…` with optional `ferry_*` settings (see ``splitOptions(_:)``),
     ///   which override `options`.
@@ -117,6 +126,7 @@ public actor PostgresDestination: Destination {
         self.pipeline = pipeline
         self.options = options ?? fromURL
         self.logger = logger
+        self.loader = BinaryCopyLoader(configuration: configuration, destination: self.name, logger: logger)
         let name = self.name
         conflictCounters = Dictionary(uniqueKeysWithValues: ConflictKind.allCases.map { kind in
             (kind, Counter(label: "ferry_conflicts_total", dimensions: [("destination", name), ("kind", kind.rawValue)], factory: metrics))
@@ -173,6 +183,7 @@ public actor PostgresDestination: Destination {
         try await ensureConnection()
         guard transaction == nil else { return durablePosition }
         do {
+            try await finishLoading()
             try await applyRun()
             try await commitPending()
         } catch {
@@ -182,7 +193,37 @@ public actor PostgresDestination: Destination {
         return durablePosition
     }
 
+    /// Yes when every source column has a target column of the same built-in type (the same
+    /// type OID, below 16384, in every PostgreSQL), none of them generated: then the binary
+    /// forms the source sent are what the target's columns read. The table is created first if
+    /// missing, and committed, since the rows go in on the loader's own connection.
+    public func acceptsBinaryCopyRows(for schema: TableSchema) async throws -> Bool {
+        try await ensureConnection()
+        let target: Target
+        do {
+            try await beginTarget()
+            target = try await self.target(for: schema)
+            try await commitPending()
+        } catch {
+            await rollBack(after: error)
+            throw classify(error)
+        }
+        var columns: [String] = []
+        for (source, index) in target.mapping(for: schema) {
+            guard let index else { return false }
+            let column = target.columns[index]
+            guard column.typeOID == schema.columns[source].typeOID, column.typeOID < 16384, !column.isGenerated else { return false }
+            columns.append(quoteIdentifier(column.name))
+        }
+        loadStatements[schema.qualifiedName] = BinaryCopyLoader.Statement(
+            quotedTable: target.quotedName, quotedColumns: columns, quotedKey: target.keyColumns.map { quoteIdentifier(target.columns[$0].name) })
+        return true
+    }
+
     public func close() async throws {
+        defer { loading = nil }
+        _ = await loading?.result
+        await loader.close()
         guard let connection else { return }
         if transaction == nil && targetTransactionOpen {
             try await applyRun()
@@ -225,6 +266,11 @@ public actor PostgresDestination: Destination {
         case .snapshotRow(let schema, let row):
             try await beginTarget()
             try await add(.upsert, schema: schema, row: row, origin: .snapshot)
+        case .snapshotCopyRows(let schema, let rows):
+            guard let statement = loadStatements[schema.qualifiedName] else { throw FerryError.unrequestedCopyRows(name, table: schema) }
+            try await finishLoading()
+            let loader = self.loader
+            loading = Task { (rows.count, try await loader.load(rows, into: statement)) }
         case .snapshotTableFinished:
             try await applyRun()
         case .schemaChange(let change):
@@ -583,6 +629,8 @@ public actor PostgresDestination: Destination {
             var name: String
             /// The type to cast text into (format_type without the modifier).
             var castType: String
+            var typeOID: UInt32
+            var isGenerated: Bool
         }
         var quotedName: String
         /// Unquoted schema and table names.
@@ -654,7 +702,8 @@ public actor PostgresDestination: Destination {
                         ELSE format_type(a.atttypid, NULL) END,
                    -- indkey is an int2vector, indexed from 0
                    CASE WHEN a.attnum = ANY(i.indkey) THEN array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1
-                        ELSE 0 END::int4
+                        ELSE 0 END::int4,
+                   a.atttypid::int8, a.attgenerated <> ''
             FROM pg_attribute a
             LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
@@ -664,9 +713,9 @@ public actor PostgresDestination: Destination {
         var columns: [Target.Column] = []
         var keyed: [(position: Int, index: Int)] = []
         for row in rows {
-            let (name, type, keyPosition) = try row.decode((String, String, Int32).self)
+            let (name, type, keyPosition, typeOID, generated) = try row.decode((String, String, Int32, Int64, Bool).self)
             if keyPosition > 0 { keyed.append((Int(keyPosition), columns.count)) }
-            columns.append(Target.Column(name: name, castType: type))
+            columns.append(Target.Column(name: name, castType: type, typeOID: UInt32(typeOID), isGenerated: generated))
         }
         return Target(quotedName: quoted, schema: schema, table: table, columns: columns,
                       keyColumns: keyed.sorted { $0.position < $1.position }.map(\.index))
@@ -704,6 +753,14 @@ public actor PostgresDestination: Destination {
     }
 
     // MARK: Transactions and positions
+
+    private func finishLoading() async throws {
+        guard let loading else { return }
+        self.loading = nil
+        let done = try await loading.value
+        undecodedRows += done.rows
+        if done.copied { copiedRows += done.rows }
+    }
 
     private func beginTarget() async throws {
         guard !targetTransactionOpen else { return }

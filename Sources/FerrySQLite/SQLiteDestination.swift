@@ -209,6 +209,8 @@ public actor SQLiteDestination: Destination {
             _ = try table(for: schema, db)
         case .snapshotTableFinished:
             break
+        case .snapshotCopyRows(let schema, _):
+            throw FerryError.unrequestedCopyRows(name, table: schema)
         case .schemaChange(let change):
             if skipping { return }
             try beginBatch(db)

@@ -73,9 +73,11 @@ extension PGConnection {
         try await simpleQuery(sql).last?.rows ?? []
     }
 
-    /// Runs `COPY … TO STDOUT` and hands each CopyData chunk to `body` as it arrives. The next
-    /// chunk is not taken before `body` returns, and the socket is not read further while the
-    /// receive buffer is full: memory stays bounded however large the table.
+    /// Runs `COPY … TO STDOUT` and hands the data to `body` as it arrives: each call gets one
+    /// CopyData message, or several in a row that had arrived together (PostgreSQL sends one
+    /// per row: calling `body` for each costs more than copying them into one buffer). The
+    /// next data is not taken before `body` returns, and the socket is not read further while
+    /// the receive buffer is full: memory stays bounded however large the table.
     ///
     /// Returns the command tag (`COPY n`). If `body` throws, the connection is closed (COPY
     /// cannot be abandoned half-way on the same connection) and the error is rethrown.
@@ -93,7 +95,7 @@ extension PGConnection {
                 sawCopy = true
             case .copyData(let chunk):
                 do {
-                    try await body(chunk)
+                    try await body(joiningBufferedCopyData(chunk))
                 } catch {
                     await close()
                     throw error
@@ -120,6 +122,73 @@ extension PGConnection {
                 return tag
             default:
                 throw unexpected(message, during: "COPY TO STDOUT")
+            }
+        }
+    }
+
+    /// Runs `COPY … FROM STDIN` and sends what `body` hands to its `send` closure as CopyData
+    /// (each call one message). Returns the command tag (`COPY n`).
+    ///
+    /// A server error (a duplicate key, a value the column refuses) is thrown once the server
+    /// is ready again, with its SQLSTATE, and the connection stays usable: the server discards
+    /// the data that follows an error until CopyDone. If `body` throws, the COPY is cancelled
+    /// with CopyFail and `body`'s error is rethrown.
+    @discardableResult
+    public func copyIn(_ sql: String, _ body: (_ send: (ByteBuffer) async throws -> Void) async throws -> Void) async throws -> String {
+        try ensureUsable()
+        try await send(.query(sql))
+        var failure: PGConnectionError?
+        // Until the server is ready for the data (or refused the statement).
+        waiting: while true {
+            let message = try await next()
+            switch message {
+            case .copyInResponse:
+                break waiting
+            case .errorResponse(let fields):
+                failure = serverError(fields)
+            case .noticeResponse(let fields):
+                logNotice(fields)
+            case .parameterStatus(let name, let value):
+                parameters[name] = value
+            case .commandComplete, .rowDescription, .dataRow, .emptyQueryResponse:
+                continue
+            case .readyForQuery:
+                throw failure ?? PGConnectionError(.server, "copyIn expects a COPY … FROM STDIN statement; the server did not ask for data")
+            default:
+                throw unexpected(message, during: "COPY FROM STDIN")
+            }
+        }
+        var bodyError: (any Error)?
+        do {
+            try await body { chunk in
+                var buffer = self.channel.allocator.buffer(capacity: chunk.readableBytes + 5)
+                FrontendMessage.encodeCopyData(chunk, into: &buffer)
+                try await self.write(buffer)
+            }
+            try await send(.copyDone)
+        } catch {
+            if isBroken { throw error }
+            bodyError = error
+            try await send(.copyFail(message: "Ferry stopped sending COPY data: \(error)"))
+        }
+        var tag = ""
+        while true {
+            let message = try await next()
+            switch message {
+            case .commandComplete(let commandTag):
+                tag = commandTag
+            case .errorResponse(let fields):
+                failure = failure ?? serverError(fields)
+            case .noticeResponse(let fields):
+                logNotice(fields)
+            case .parameterStatus(let name, let value):
+                parameters[name] = value
+            case .readyForQuery:
+                if let bodyError { throw bodyError }
+                if let failure { throw failure }
+                return tag
+            default:
+                throw unexpected(message, during: "COPY FROM STDIN")
             }
         }
     }

@@ -27,7 +27,7 @@ public final class PGConnection {
     let inbound: InboundBuffer<BackendMessage>
     let logger: Logger
     private var batch = CircularBuffer<BackendMessage>()
-    private(set) var isBroken = false
+    public private(set) var isBroken = false
 
     public enum AuthenticationMethod: String, Sendable {
         case trust, cleartext, md5, scramSHA256 = "SCRAM-SHA-256", scramSHA256Plus = "SCRAM-SHA-256-PLUS"
@@ -433,6 +433,20 @@ public final class PGConnection {
             isBroken = true
             throw classify(error)
         }
+    }
+
+    /// `first` followed by the payloads of the CopyData messages already decoded and next in
+    /// line (`first` alone if the next message is something else).
+    func joiningBufferedCopyData(_ first: ByteBuffer) -> ByteBuffer {
+        guard case .copyData? = batch.first else { return first }
+        var joined = ByteBuffer()
+        var first = first
+        joined.writeBuffer(&first)
+        while case .copyData(var payload)? = batch.first {
+            batch.removeFirst()
+            joined.writeBuffer(&payload)
+        }
+        return joined
     }
 
     /// Whether messages are waiting, decoded or in the receive buffer.

@@ -1,4 +1,5 @@
 import PostgresWire
+import NIOCore
 
 /// One row's values, in the order of its table's columns.
 ///
@@ -58,8 +59,28 @@ public enum PipelineEvent: Sendable {
     case schemaChange(SchemaChange)
     /// A row read by the initial snapshot (Debezium op `r`).
     case snapshotRow(table: TableSchema, row: Row)
+    /// Rows read by the initial snapshot, undecoded: only for a destination that asked for them
+    /// (``Destination/acceptsBinaryCopyRows(for:)``), instead of `snapshotRow`s of that table.
+    case snapshotCopyRows(table: TableSchema, rows: BinaryCopyRows)
     case snapshotTableStarted(TableSchema)
     case snapshotTableFinished(TableSchema)
     /// A `pg_logical_emit_message` message (transactional ones come between begin and commit).
     case message(prefix: String, content: [UInt8], lsn: LSN, transactional: Bool)
+}
+
+/// Snapshot rows exactly as PostgreSQL's `COPY … TO STDOUT (FORMAT binary)` sent them: tuples
+/// back to back (Int16 field count, then per field an Int32 length, -1 for NULL, and the
+/// type's binary "send" form), in the order of the table's columns, without the stream's
+/// header and trailer. A Postgres destination whose columns have the same built-in types
+/// loads them with `COPY … FROM STDIN (FORMAT binary)` without decoding a value.
+public struct BinaryCopyRows: Sendable {
+    /// The tuples.
+    public var tuples: ByteBuffer
+    /// How many tuples `tuples` holds.
+    public var count: Int
+
+    public init(tuples: ByteBuffer, count: Int) {
+        self.tuples = tuples
+        self.count = count
+    }
 }

@@ -29,6 +29,14 @@ public protocol Destination: AnyObject, Sendable {
     func flush() async throws -> LSN?
 
     func close() async throws
+    /// Whether the destination takes `table`'s snapshot rows undecoded, as
+    /// ``PipelineEvent/snapshotCopyRows(table:rows:)`` (asked once per table before its first
+    /// chunk is read; the default is no). Saying yes commits the destination to handle them.
+    func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool
+}
+
+extension Destination {
+    public func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool { false }
 }
 
 /// What a destination already has when the pipeline starts.

@@ -151,7 +151,7 @@ public final class PipelineMonitor: Sendable {
             var table: TableSchema
             var count = 0
             var bytes = 0
-            mutating func add(_ size: Int) { count += 1; bytes += size }
+            mutating func add(_ size: Int, rows: Int = 1) { count += rows; bytes += size }
         }
         var changeTallies: [TallyKey: Tally] = [:]
         var snapshotTallies: [ObjectIdentifier: Tally] = [:]
@@ -175,6 +175,8 @@ public final class PipelineMonitor: Sendable {
                 commits.append((end, info.commitTime))
             case .snapshotRow(let table, let row):
                 snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].add(Self.size(of: row))
+            case .snapshotCopyRows(let table, let copied):
+                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].add(copied.tuples.readableBytes, rows: copied.count)
             default:
                 break
             }

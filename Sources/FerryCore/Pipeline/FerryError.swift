@@ -39,3 +39,12 @@ public struct FerryError: Error, Sendable, CustomStringConvertible {
 
     public var description: String { message + (fix.map { "\nFix: \($0)" } ?? "") }
 }
+
+extension FerryError {
+    /// A destination received undecoded snapshot rows (``PipelineEvent/snapshotCopyRows(table:rows:)``)
+    /// although it never accepts them: a bug in whoever delivered them.
+    public static func unrequestedCopyRows(_ destination: String, table: TableSchema) -> FerryError {
+        FerryError(.destinationRejected, "destination \(destination) received undecoded snapshot rows of \(table.qualifiedName), which it does not take",
+                   fix: "report this as a bug; the snapshot should have decoded the rows")
+    }
+}

@@ -567,6 +567,7 @@ public final class PipelineStatistics: Sendable {
             case .commit: transactions += 1
             case .change: changes += 1
             case .snapshotRow: rows += 1
+            case .snapshotCopyRows(_, let copied): rows += copied.count
             default: break
             }
         }

@@ -27,6 +27,14 @@ final class LaneSnapshotSink: SnapshotSink {
     func flush() async throws {
         for lane in lanes { _ = try await lane.flush() }
     }
+
+    /// Only when every destination takes them (one undecoded stream for all).
+    func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool {
+        for lane in lanes {
+            guard try await lane.destination.acceptsBinaryCopyRows(for: table) else { return false }
+        }
+        return true
+    }
 }
 
 /// Runs the slot-consistent snapshot of a pipeline's tables.

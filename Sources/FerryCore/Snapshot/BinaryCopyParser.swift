@@ -35,6 +35,13 @@ public struct BinaryCopyParser: Sendable {
             }
         }
 
+        /// Appends the tuple as it came in the stream (field count, then the field frames).
+        public func write(to buffer: inout ByteBuffer) {
+            buffer.writeInteger(Int16(fieldCount))
+            var fields = fields
+            buffer.writeBuffer(&fields)
+        }
+
         /// The fields as an array (nil for NULL).
         public var fieldBytes: [ByteBuffer?] {
             var result: [ByteBuffer?] = []

@@ -22,6 +22,13 @@ import Synchronization
 public protocol SnapshotSink: Sendable {
     func write(_ events: [PipelineEvent]) async throws
     func flush() async throws
+    /// Whether `table`'s rows may come undecoded, as ``PipelineEvent/snapshotCopyRows(table:rows:)``
+    /// (asked once per table, before any of its events; the default is no).
+    func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool
+}
+
+extension SnapshotSink {
+    public func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool { false }
 }
 
 public struct SnapshotOptions: Sendable, Hashable {
@@ -182,9 +189,24 @@ public final class SnapshotCoordinator: Sendable {
             return SnapshotSummary(tables: tables, progress: tracker.current)
         }
 
+        // Tables whose rows the destinations take undecoded (binary COPY tuples as read).
+        var undecoded = Set<UInt32>()
+        do {
+            for table in tables where (remaining[table.schema.relationID] ?? 0) > 0 {
+                if try await sink.acceptsBinaryCopyRows(for: table.schema) { undecoded.insert(table.schema.relationID) }
+            }
+        } catch {
+            await first.close()
+            throw error
+        }
+        if !undecoded.isEmpty {
+            logger.info("snapshot rows go to the destination undecoded (binary COPY)", metadata: [
+                "tables": "\(tables.filter { undecoded.contains($0.schema.relationID) }.map(\.schema.qualifiedName).joined(separator: ", "))",
+            ])
+        }
         let queue = SnapshotWorkQueue(items)
         let delivery = SnapshotDelivery(sink: sink, remainingChunks: remaining)
-        let context = WorkerContext(queue: queue, delivery: delivery, decoder: decoder)
+        let context = WorkerContext(queue: queue, delivery: delivery, decoder: decoder, undecoded: undecoded)
         let handover = ConnectionHandover(first)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -220,6 +242,7 @@ public final class SnapshotCoordinator: Sendable {
         var queue: SnapshotWorkQueue
         var delivery: SnapshotDelivery
         var decoder: ValueDecoder
+        var undecoded: Set<UInt32>
     }
 
     /// Connects, applies the session settings and opens the snapshot transaction.
@@ -264,6 +287,9 @@ public final class SnapshotCoordinator: Sendable {
     }
 
     private func copyChunk(_ item: SnapshotWorkItem, on connection: PGConnection, worker: Int, context: WorkerContext) async throws {
+        if context.undecoded.contains(item.table.schema.relationID) {
+            return try await copyChunkUndecoded(item, on: connection, worker: worker, context: context)
+        }
         let table = item.table, chunk = item.chunk, schema = table.schema
         let started = ContinuousClock.now
         let options = self.options, decoder = context.decoder, delivery = context.delivery, tracker = self.tracker
@@ -297,6 +323,53 @@ public final class SnapshotCoordinator: Sendable {
         logger.debug("snapshot chunk done", metadata: [
             "table": "\(schema.qualifiedName)", "chunk": "\(chunk)", "rows": "\(rows)", "worker": "\(worker)",
             "duration": "\(started.duration(to: .now))",
+        ])
+    }
+
+    /// A chunk whose tuples go to the sink as read (``PipelineEvent/snapshotCopyRows(table:rows:)``),
+    /// in batches of about ``SnapshotOptions/batchBytes``: each tuple's frame is checked (the
+    /// parser) and its field count compared with the table's, no value is decoded.
+    private func copyChunkUndecoded(_ item: SnapshotWorkItem, on connection: PGConnection, worker: Int,
+                                    context: WorkerContext) async throws {
+        let table = item.table, chunk = item.chunk, schema = table.schema
+        let started = ContinuousClock.now
+        let options = self.options, delivery = context.delivery, tracker = self.tracker
+        let columns = schema.columns.count
+        var parser = BinaryCopyParser()
+        var tuples = ByteBuffer()
+        var count = 0, rows = 0
+        try await connection.copyOut(Self.copyStatement(table, chunk)) { data in
+            try Task.checkCancellation()
+            tracker.add(bytes: data.readableBytes)
+            try parser.append(data)
+            while let tuple = try parser.nextTuple() {
+                guard tuple.fieldCount == columns else {
+                    throw SnapshotError(.columnMismatch,
+                        "a row of \(schema.qualifiedName) (\(chunk)) has \(tuple.fieldCount) columns; the table's definition has \(columns)",
+                        fix: "the table changed while the snapshot started; run again")
+                }
+                if count == 0 { tuples.reserveCapacity(options.batchBytes + tuple.byteCount) }
+                tuple.write(to: &tuples)
+                count += 1
+                if tuples.readableBytes >= options.batchBytes {
+                    try await delivery.write([.snapshotCopyRows(table: schema, rows: BinaryCopyRows(tuples: tuples, count: count))], table: schema)
+                    tracker.add(rows: count)
+                    rows += count
+                    tuples = ByteBuffer()
+                    count = 0
+                }
+            }
+        }
+        try parser.finish()
+        let last: [PipelineEvent] = count == 0 ? [] : [.snapshotCopyRows(table: schema, rows: BinaryCopyRows(tuples: tuples, count: count))]
+        let tableFinished = try await delivery.finishChunk(last, table: schema)
+        tracker.add(rows: count)
+        rows += count
+        try await stateStore.markChunkDone(pipeline: pipeline, table: chunk.table, chunk: chunk.id)
+        tracker.chunkDone(pages: chunk.estimatedPages, tableFinished: tableFinished)
+        logger.debug("snapshot chunk done", metadata: [
+            "table": "\(schema.qualifiedName)", "chunk": "\(chunk)", "rows": "\(rows)", "worker": "\(worker)",
+            "duration": "\(started.duration(to: .now))", "undecoded": "true",
         ])
     }
 
