@@ -38,6 +38,8 @@ public actor PostgresDestination: Destination {
         public var commitRows = 50_000
         /// What to do when a change does not fit the target's rows (see ``ConflictPolicy``).
         public var conflicts = ConflictPolicy.apply
+        /// Connections loading undecoded snapshot rows at once (binary COPY, batches in turn).
+        public var loadConnections = 2
         public init() {}
     }
 
@@ -108,13 +110,15 @@ public actor PostgresDestination: Destination {
     /// Conflicts seen so far, by kind.
     public private(set) var conflicts: [ConflictKind: Int] = [:]
     private let conflictCounters: [ConflictKind: Counter]
-    /// Loads undecoded snapshot rows (binary COPY), on a connection of its own.
-    private let loader: BinaryCopyLoader
+    /// Load undecoded snapshot rows (binary COPY), each on a connection of its own, taking
+    /// batches in turn.
+    private let loaders: [BinaryCopyLoader]
+    private var nextLoader = 0
     /// The load statement of each table whose snapshot rows come undecoded.
     private var loadStatements: [String: BinaryCopyLoader.Statement] = [:]
-    /// The load in progress: the next batch is read from the source while it runs; the next
-    /// load, `flush()` and `close()` wait for it (and throw its error).
-    private var loading: Task<(rows: Int, copied: Bool), any Error>?
+    /// The load in progress on each loader: the next batches are read from the source while
+    /// they run; the loader's next load, `flush()` and `close()` wait for it (and throw its error).
+    private var loading: [Task<(rows: Int, copied: Bool), any Error>?]
 
     /// - Parameter url: `postgres://…` with optional `ferry_*` settings (see ``splitOptions(_:)``),
     ///   which override `options`.
@@ -126,7 +130,11 @@ public actor PostgresDestination: Destination {
         self.pipeline = pipeline
         self.options = options ?? fromURL
         self.logger = logger
-        self.loader = BinaryCopyLoader(configuration: configuration, destination: self.name, logger: logger)
+        let loaders = (0..<max(1, (options ?? fromURL).loadConnections)).map { [configuration, name] _ in
+            BinaryCopyLoader(configuration: configuration, destination: name, logger: logger)
+        }
+        self.loaders = loaders
+        self.loading = Array(repeating: nil, count: loaders.count)
         let name = self.name
         conflictCounters = Dictionary(uniqueKeysWithValues: ConflictKind.allCases.map { kind in
             (kind, Counter(label: "ferry_conflicts_total", dimensions: [("destination", name), ("kind", kind.rawValue)], factory: metrics))
@@ -221,9 +229,11 @@ public actor PostgresDestination: Destination {
     }
 
     public func close() async throws {
-        defer { loading = nil }
-        _ = await loading?.result
-        await loader.close()
+        for index in loaders.indices {
+            _ = await loading[index]?.result
+            loading[index] = nil
+            await loaders[index].close()
+        }
         guard let connection else { return }
         if transaction == nil && targetTransactionOpen {
             try await applyRun()
@@ -268,9 +278,11 @@ public actor PostgresDestination: Destination {
             try await add(.upsert, schema: schema, row: row, origin: .snapshot)
         case .snapshotCopyRows(let schema, let rows):
             guard let statement = loadStatements[schema.qualifiedName] else { throw FerryError.unrequestedCopyRows(name, table: schema) }
-            try await finishLoading()
-            let loader = self.loader
-            loading = Task { (rows.count, try await loader.load(rows, into: statement)) }
+            let index = nextLoader
+            nextLoader = (nextLoader + 1) % loaders.count
+            try await finishLoading(index)
+            let loader = loaders[index]
+            loading[index] = Task { (rows.count, try await loader.load(rows, into: statement)) }
         case .snapshotTableFinished:
             try await applyRun()
         case .schemaChange(let change):
@@ -754,12 +766,15 @@ public actor PostgresDestination: Destination {
 
     // MARK: Transactions and positions
 
-    private func finishLoading() async throws {
-        guard let loading else { return }
-        self.loading = nil
-        let done = try await loading.value
-        undecodedRows += done.rows
-        if done.copied { copiedRows += done.rows }
+    /// Waits for the loads in progress (on every loader, or on one).
+    private func finishLoading(_ only: Int? = nil) async throws {
+        for index in only.map({ [$0] }) ?? Array(loaders.indices) {
+            guard let task = loading[index] else { continue }
+            loading[index] = nil
+            let done = try await task.value
+            undecodedRows += done.rows
+            if done.copied { copiedRows += done.rows }
+        }
     }
 
     private func beginTarget() async throws {

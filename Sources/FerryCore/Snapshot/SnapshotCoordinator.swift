@@ -247,7 +247,7 @@ public final class SnapshotCoordinator: Sendable {
 
     /// Connects, applies the session settings and opens the snapshot transaction.
     private func openWorker(_ worker: Int) async throws -> PGConnection {
-        let connection = try await PGConnection.connect(source, replication: .some(nil), logger: logger)
+        let connection = try await PGConnection.connect(source, replication: .some(nil), receiveBufferLimit: 1 << 20, logger: logger)
         do {
             try await connection.simpleQuery(Self.sessionSettings)
             try await connection.simpleQuery("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -348,16 +348,18 @@ public final class SnapshotCoordinator: Sendable {
                         "a row of \(schema.qualifiedName) (\(chunk)) has \(tuple.fieldCount) columns; the table's definition has \(columns)",
                         fix: "the table changed while the snapshot started; run again")
                 }
-                if count == 0 { tuples.reserveCapacity(options.batchBytes + tuple.byteCount) }
-                tuple.write(to: &tuples)
-                count += 1
-                if tuples.readableBytes >= options.batchBytes {
+                // A batch is sent before it would outgrow batchBytes, so its buffer is allocated
+                // once, at that size (a single larger tuple makes a batch of its own).
+                if count > 0 && tuples.readableBytes + tuple.byteCount > options.batchBytes {
                     try await delivery.write([.snapshotCopyRows(table: schema, rows: BinaryCopyRows(tuples: tuples, count: count))], table: schema)
                     tracker.add(rows: count)
                     rows += count
                     tuples = ByteBuffer()
                     count = 0
                 }
+                if count == 0 { tuples.reserveCapacity(max(options.batchBytes, tuple.byteCount)) }
+                tuple.write(to: &tuples)
+                count += 1
             }
         }
         try parser.finish()
