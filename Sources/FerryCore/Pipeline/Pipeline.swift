@@ -79,7 +79,7 @@ public final class Pipeline: Sendable {
                     // what the destinations already have: make every complete transaction they
                     // received durable, and skip up to there.
                     for lane in lanes {
-                        _ = try await flushAndRecord(lane)
+                        _ = try await flushAndRecord(lane, saveNow: true)
                         lane.skipAlreadyDurable()
                     }
                 }
@@ -303,16 +303,16 @@ public final class Pipeline: Sendable {
 
         // Deliver and flush whenever the stream goes quiet (low latency when idle), and while
         // changes keep coming at least every flushInterval (big batches under load).
-        let flushPending = { [self] in
+        let flushPending = { [self] (final: Bool) in
             try await self.deliver(pending.take(), to: lanes)
-            if pending.committedSinceFlush {
-                try await self.flush(lanes, stream: stream, heartbeat: pending.heartbeat)
+            if pending.committedSinceFlush || final {
+                try await self.flush(lanes, stream: stream, heartbeat: pending.heartbeat, saveNow: final)
                 pending.heartbeat = nil
                 pending.committedSinceFlush = false
             }
             lastFlush = clock.now
         }
-        while let message = try await stream.next(onIdle: flushPending) {
+        while let message = try await stream.next(onIdle: { try await flushPending(false) }) {
             if case .message(let logical) = message.message, logical.prefix == SlotWatch.heartbeatPrefix {
                 // Our own heartbeat: it only moves the position.
                 if let end = message.message.unitEndLSN, !logical.isTransactional {
@@ -330,14 +330,14 @@ public final class Pipeline: Sendable {
                 try await deliver(pending.take(), to: lanes)
             }
             if pending.committedSinceFlush && clock.now - lastFlush >= configuration.flushInterval {
-                try await flushPending()
+                try await flushPending(false)
             }
         }
         if let lost = watch.failure {
             try? await stream.stop()
             throw lost
         }
-        try await flushPending()
+        try await flushPending(true)
         try await stream.stop()
         logger.info("stopped", metadata: ["confirmed": "\(stream.feedback.flushed)"])
     }
@@ -355,23 +355,33 @@ public final class Pipeline: Sendable {
         }
     }
 
-    /// Flushes one destination and records its durable position (state store, monitor).
-    private func flushAndRecord(_ lane: DestinationLane) async throws -> LSN? {
+    /// Flushes one destination and records its durable position: in the monitor every time, in
+    /// the state store at most every ``positionSaveInterval`` unless `saveNow` (a write that
+    /// waits for the disk on every flush would add its fsync to every change's latency).
+    /// The stored position only lets a restarted pipeline skip what a destination already has
+    /// (fewer duplicates); what is confirmed to PostgreSQL does not depend on it.
+    private func flushAndRecord(_ lane: DestinationLane, saveNow: Bool = false) async throws -> LSN? {
         let position = try await lane.flush()
         if let position {
-            try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
             monitor.durable(position, destination: lane.destination.name)
+            if saveNow || lane.positionSaved.map({ ContinuousClock.now - $0 >= Self.positionSaveInterval }) ?? true {
+                try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+                lane.positionSaved = ContinuousClock.now
+            }
         }
         return position
     }
 
+    static let positionSaveInterval = Duration.seconds(1)
+
     /// Flushes every destination and confirms the lowest durable position to PostgreSQL.
     /// A heartbeat (our own logical message at `position`, after the unit ending at `after`)
     /// is confirmed once everything delivered before it is durable.
-    private func flush(_ lanes: [DestinationLane], stream: ReplicationStream, heartbeat: (position: LSN, after: LSN?)? = nil) async throws {
+    private func flush(_ lanes: [DestinationLane], stream: ReplicationStream, heartbeat: (position: LSN, after: LSN?)? = nil,
+                       saveNow: Bool = false) async throws {
         var positions: [LSN?] = []
         for lane in lanes {
-            positions.append(try await flushAndRecord(lane))
+            positions.append(try await flushAndRecord(lane, saveNow: saveNow))
         }
         let lowest: LSN? = positions.contains(where: { $0 == nil }) ? nil : positions.compactMap({ $0 }).min()
         var confirm = lowest
@@ -414,6 +424,8 @@ final class DestinationLane: @unchecked Sendable {
     private var skipBelow: LSN?
     private var skippingTransaction = false
     private(set) var durable: LSN?
+    /// When the durable position was last written to the state store (the pipeline's task only).
+    var positionSaved: ContinuousClock.Instant?
     private let lock = NSLock()
     private let monitor: PipelineMonitor?
 
