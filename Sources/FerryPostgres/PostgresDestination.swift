@@ -116,6 +116,11 @@ public actor PostgresDestination: Destination {
     private var nextLoader = 0
     /// The load statement of each table whose snapshot rows come undecoded.
     private var loadStatements: [String: BinaryCopyLoader.Statement] = [:]
+    /// Tables created for this snapshot without their primary key, which is added when the
+    /// table's rows are in.
+    private var keysAfterLoad = Set<String>()
+    /// The comment of a table whose primary key is still to be added.
+    static let pendingKeyComment = "ferry: initial load in progress; the primary key is added when it ends"
     /// The load in progress on each loader: the next batches are read from the source while
     /// they run; the loader's next load, `flush()` and `close()` wait for it (and throw its error).
     private var loading: [Task<(rows: Int, copied: Bool), any Error>?]
@@ -205,11 +210,27 @@ public actor PostgresDestination: Destination {
     /// type OID, below 16384, in every PostgreSQL), none of them generated: then the binary
     /// forms the source sent are what the target's columns read. The table is created first if
     /// missing, and committed, since the rows go in on the loader's own connection.
+    ///
+    /// A table created here (missing, every column of a built-in type, a primary key at the
+    /// source) gets its primary key only once its rows are in (``PipelineEvent/snapshotTableFinished(_:)``):
+    /// building the index once is cheaper than maintaining it row by row. Until then its
+    /// comment says so (``pendingKeyComment``); a table found in that state later (the load
+    /// was interrupted) gets its key first, duplicates from chunks loaded twice removed.
     public func acceptsBinaryCopyRows(for schema: TableSchema) async throws -> Bool {
         try await ensureConnection()
         let target: Target
         do {
             try await beginTarget()
+            let quoted = quoteIdentifier(schema.schema) + "." + quoteIdentifier(schema.name)
+            if options.createTables, schema.replicaIdentity != .full, schema.columns.contains(where: \.isKey),
+               schema.columns.allSatisfy({ $0.typeOID < 16384 }),
+               try await describe(quoted, schema: schema.schema, table: schema.name) == nil {
+                try await create(schema, quoted: quoted, deferKey: true)
+                keysAfterLoad.insert(schema.qualifiedName)
+            } else {
+                keysAfterLoad.remove(schema.qualifiedName)
+                targets[schema.qualifiedName] = nil  // described again: an interrupted load is finished first
+            }
             target = try await self.target(for: schema)
             try await commitPending()
         } catch {
@@ -283,8 +304,14 @@ public actor PostgresDestination: Destination {
             try await finishLoading(index)
             let loader = loaders[index]
             loading[index] = Task { (rows.count, try await loader.load(rows, into: statement)) }
-        case .snapshotTableFinished:
+        case .snapshotTableFinished(let schema):
             try await applyRun()
+            if keysAfterLoad.contains(schema.qualifiedName) {
+                try await finishLoading()
+                try await beginTarget()
+                try await addPendingKey(schema, removingDuplicates: false)
+                keysAfterLoad.remove(schema.qualifiedName)
+            }
         case .schemaChange(let change):
             if skipping { return }
             try await beginTarget()
@@ -651,6 +678,8 @@ public actor PostgresDestination: Destination {
         var columns: [Column]
         /// Indexes (into `columns`) of the primary key; empty: match rows on every column.
         var keyColumns: [Int]
+        /// Created by Ferry for an initial load whose primary key is still to be added.
+        var keyPending = false
 
         var isKeyless: Bool { keyColumns.isEmpty }
 
@@ -685,13 +714,18 @@ public actor PostgresDestination: Destination {
             try await create(schema, quoted: quoted)
             target = try await describe(quoted, schema: schema.schema, table: schema.name)
         }
+        if target?.keyPending == true && !keysAfterLoad.contains(schema.qualifiedName) {
+            // An initial load that did not end: rows of a chunk may be there twice.
+            try await addPendingKey(schema, removingDuplicates: true)
+            target = try await describe(quoted, schema: schema.schema, table: schema.name)
+        }
         guard let target else { throw FerryError(.destinationRejected, "table \(quoted) could not be created on \(name)") }
         let missing = schema.columns.map(\.name).filter { name in !target.columns.contains { $0.name == name } }
         if !missing.isEmpty {
             throw FerryError(.destinationRejected, "table \(quoted) on the target lacks column(s) \(missing.joined(separator: ", ")) of the source",
                              fix: "ALTER TABLE \(quoted) ADD COLUMN … for each, with the source's type")
         }
-        if target.isKeyless && schema.replicaIdentity != .full {
+        if target.isKeyless && schema.replicaIdentity != .full && !keysAfterLoad.contains(schema.qualifiedName) {
             throw FerryError(.destinationRejected,
                              "table \(schema.qualifiedName) has no primary key on the target and the source does not send whole old rows (REPLICA IDENTITY \(schema.replicaIdentity.rawValue.uppercased()))",
                              fix: "give \(quoted) a primary key on both sides, or ALTER TABLE \(schema.qualifiedName) REPLICA IDENTITY FULL on the source")
@@ -703,6 +737,7 @@ public actor PostgresDestination: Destination {
     private func describe(_ quoted: String, schema: String, table: String) async throws -> Target? {
         var bindings = PostgresBindings()
         bindings.append(quoted)
+        bindings.append(Self.pendingKeyComment)
         let rows = try await queryRows("""
             SELECT a.attname::text,
                    -- Values are cast to the type without its modifier and the column's own
@@ -715,7 +750,8 @@ public actor PostgresDestination: Destination {
                    -- indkey is an int2vector, indexed from 0
                    CASE WHEN a.attnum = ANY(i.indkey) THEN array_position(i.indkey::int2[], a.attnum) - array_lower(i.indkey::int2[], 1) + 1
                         ELSE 0 END::int4,
-                   a.atttypid::int8, a.attgenerated <> ''
+                   a.atttypid::int8, a.attgenerated <> '',
+                   coalesce(obj_description(a.attrelid, 'pg_class'), '') = $2
             FROM pg_attribute a
             LEFT JOIN pg_index i ON i.indrelid = a.attrelid AND i.indisprimary
             WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
@@ -724,28 +760,50 @@ public actor PostgresDestination: Destination {
         guard !rows.isEmpty else { return nil }
         var columns: [Target.Column] = []
         var keyed: [(position: Int, index: Int)] = []
+        var keyPending = false
         for row in rows {
-            let (name, type, keyPosition, typeOID, generated) = try row.decode((String, String, Int32, Int64, Bool).self)
+            let (name, type, keyPosition, typeOID, generated, pending) = try row.decode((String, String, Int32, Int64, Bool, Bool).self)
+            keyPending = pending
             if keyPosition > 0 { keyed.append((Int(keyPosition), columns.count)) }
             columns.append(Target.Column(name: name, castType: type, typeOID: UInt32(typeOID), isGenerated: generated))
         }
         return Target(quotedName: quoted, schema: schema, table: table, columns: columns,
-                      keyColumns: keyed.sorted { $0.position < $1.position }.map(\.index))
+                      keyColumns: keyed.sorted { $0.position < $1.position }.map(\.index), keyPending: keyPending)
     }
 
-    private func create(_ schema: TableSchema, quoted: String) async throws {
+    private func create(_ schema: TableSchema, quoted: String, deferKey: Bool = false) async throws {
         var definitions: [String] = []
         for column in schema.columns {
             let type = try await typeName(for: column)
             definitions.append("\(quoteIdentifier(column.name)) \(type)" + (column.notNull == true ? " NOT NULL" : ""))
         }
         let keys = schema.columns.filter(\.isKey).map { quoteIdentifier($0.name) }
-        if schema.replicaIdentity != .full && !keys.isEmpty {
+        if schema.replicaIdentity != .full && !keys.isEmpty && !deferKey {
             definitions.append("PRIMARY KEY (\(keys.joined(separator: ", ")))")
         }
         try await execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(schema.schema))")
         try await execute("CREATE TABLE IF NOT EXISTS \(quoted) (\(definitions.joined(separator: ", ")))")
+        if deferKey { try await execute("COMMENT ON TABLE \(quoted) IS \(quoteLiteral(Self.pendingKeyComment))") }
         logger.info("target table created", metadata: ["table": "\(quoted)", "destination": "\(name)"])
+    }
+
+    /// Adds the primary key of a table created without it for its initial load, and clears the
+    /// comment that said so (in the open target transaction). `removingDuplicates`: first
+    /// keep one row per key (the physically last: a chunk loaded again reads newer rows).
+    private func addPendingKey(_ schema: TableSchema, removingDuplicates: Bool) async throws {
+        let quoted = quoteIdentifier(schema.schema) + "." + quoteIdentifier(schema.name)
+        let keys = schema.columns.filter(\.isKey).map { quoteIdentifier($0.name) }
+        guard !keys.isEmpty else { return }
+        if removingDuplicates {
+            let removed = try await execute("DELETE FROM \(quoted) AS a USING \(quoted) AS b WHERE a.ctid < b.ctid AND "
+                                            + keys.map { "a.\($0) = b.\($0)" }.joined(separator: " AND "))
+            logger.info("finishing an interrupted initial load", metadata: ["table": "\(quoted)", "duplicates_removed": "\(removed)",
+                                                                          "destination": "\(name)"])
+        }
+        try await execute("ALTER TABLE \(quoted) ADD PRIMARY KEY (\(keys.joined(separator: ", ")))")
+        try await execute("COMMENT ON TABLE \(quoted) IS NULL")
+        targets[schema.qualifiedName] = nil
+        logger.info("primary key added after the initial load", metadata: ["table": "\(quoted)", "destination": "\(name)"])
     }
 
     /// The column's type on the target: built-in types by OID (the same in every PostgreSQL),
@@ -967,3 +1025,4 @@ public actor PostgresDestination: Destination {
 }
 
 func quoteIdentifier(_ value: String) -> String { "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+func quoteLiteral(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "''") + "'" }
