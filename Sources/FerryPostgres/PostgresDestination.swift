@@ -796,7 +796,7 @@ public actor PostgresDestination: Destination {
         guard !keys.isEmpty else { return }
         if removingDuplicates {
             let removed = try await execute("DELETE FROM \(quoted) AS a USING \(quoted) AS b WHERE a.ctid < b.ctid AND "
-                                            + keys.map { "a.\($0) = b.\($0)" }.joined(separator: " AND "))
+                                            + keys.map { "a.\($0) = b.\($0)" }.joined(separator: " AND ") + " RETURNING 1")
             logger.info("finishing an interrupted initial load", metadata: ["table": "\(quoted)", "duplicates_removed": "\(removed)",
                                                                           "destination": "\(name)"])
         }

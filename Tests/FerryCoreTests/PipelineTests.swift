@@ -172,4 +172,29 @@ final class RecordingDestination: Destination, @unchecked Sendable {
             }
         }
     }
+
+    /// A table named in the configuration that the existing publication does not publish (it
+    /// was dropped and created again after the first run) stops the start with the fix,
+    /// instead of streaming without its changes.
+    @Test
+    func aNamedTableMissingFromTheExistingPublicationIsAnErrorWithTheFix() async throws {
+        try await withTestDatabase(.trust, prefix: "pubgap") { database in
+            try await database.psql("CREATE TABLE kept (id int PRIMARY KEY); CREATE TABLE t (id int PRIMARY KEY)")
+            var configuration = try configuration(database, once: true)
+            configuration.tables = ["public.kept", "public.t"]
+            let first = Pipeline(configuration: configuration, destinations: [RecordingDestination()], state: MemoryStateStore(), logger: quietLogger())
+            try await first.run()
+            try await database.psql("DROP TABLE t; CREATE TABLE t (id int PRIMARY KEY)")
+            let second = Pipeline(configuration: configuration, destinations: [RecordingDestination()], state: MemoryStateStore(), logger: quietLogger())
+            do {
+                try await second.run()
+                Issue.record("the pipeline started without public.t in its publication")
+            } catch let error as FerryError {
+                #expect(error.kind == .source)
+                #expect(error.message.contains("does not publish public.t,") && !error.message.contains("public.kept"), "\(error.message)")
+                #expect(error.fix == "ALTER PUBLICATION \"ferry_\(database.name)\" ADD TABLE \"public\".\"t\"; (or leave the table out of --tables)")
+            }
+            try await database.psql("SELECT pg_drop_replication_slot('ferry_\(database.name)')")
+        }
+    }
 }

@@ -14,10 +14,27 @@ enum SourceSetup {
 
     /// Uses the named publication if it exists; otherwise creates it for the configured tables.
     /// Never drops or alters a user's publication. Returns its name.
+    ///
+    /// An existing publication must publish every table named in the configuration (schema
+    /// wildcards aside): a table dropped and created again leaves the publications it was in,
+    /// and its changes would silently not reach the pipeline.
     static func ensurePublication(_ configuration: PipelineConfiguration, on connection: PGConnection, logger: Logger) async throws -> String {
         let name = configuration.publicationName
         let exists = try await connection.query("SELECT pubname FROM pg_publication WHERE pubname = \(literal(name))")
         if !exists.isEmpty {
+            let named = configuration.tables.map { $0.split(separator: ".", maxSplits: 1).map(String.init) }.filter { $0.count == 2 && $0[1] != "*" }
+            guard !named.isEmpty else { return name }
+            let published = Set(try await connection.query("SELECT schemaname || '.' || tablename FROM pg_publication_tables WHERE pubname = \(literal(name))")
+                .compactMap { $0.first ?? nil })
+            let missing = named.map { $0.joined(separator: ".") }.filter { !published.contains($0) }
+            guard missing.isEmpty else {
+                let list = missing.map { pattern -> String in
+                    let parts = pattern.split(separator: ".", maxSplits: 1).map(String.init)
+                    return identifier(parts[0]) + "." + identifier(parts[1])
+                }.joined(separator: ", ")
+                throw FerryError(.source, "publication \"\(name)\" does not publish \(missing.joined(separator: ", ")), which the pipeline is configured to replicate: its changes would never arrive (a table dropped and created again leaves its publications)",
+                                 fix: "ALTER PUBLICATION \(identifier(name)) ADD TABLE \(list); (or leave the table out of --tables)")
+            }
             return name
         }
         guard !configuration.tables.isEmpty else {
