@@ -199,7 +199,12 @@ public final class Pipeline: Sendable {
             // delivered from that slot, so drop it (it is ours) and begin again.
             if slotState != nil {
                 logger.warning("dropping slot \(interrupted.slot) left by an interrupted start; taking the snapshot again")
-                try await replication.dropReplicationSlot(interrupted.slot, wait: true)
+                do {
+                    try await replication.dropReplicationSlot(interrupted.slot, wait: true)
+                } catch let error as PGConnectionError where error.sqlState == "42704" {
+                    // Gone meanwhile: a slot whose creation was cut off is dropped by the server
+                    // when the walsender that was creating it exits.
+                }
                 slotState = nil
             }
             record = nil
