@@ -45,12 +45,8 @@ extension PGConnection {
             case .emptyQueryResponse:
                 results.append(current)
                 current = QueryResult()
-            case .errorResponse(let fields):
-                failure = serverError(fields)
-            case .noticeResponse(let fields):
-                logNotice(fields)
-            case .parameterStatus(let name, let value):
-                parameters[name] = value
+            case .errorResponse, .noticeResponse, .parameterStatus:
+                takeStatus(message, failure: &failure)
             case .copyInResponse:
                 try await send(.copyFail(message: "Ferry's simpleQuery does not send COPY data; use copyOut for COPY TO"))
             case .copyOutResponse:
@@ -106,12 +102,8 @@ extension PGConnection {
                 tag = commandTag
             case .rowDescription, .dataRow, .emptyQueryResponse:
                 continue
-            case .errorResponse(let fields):
-                failure = serverError(fields)
-            case .noticeResponse(let fields):
-                logNotice(fields)
-            case .parameterStatus(let name, let value):
-                parameters[name] = value
+            case .errorResponse, .noticeResponse, .parameterStatus:
+                takeStatus(message, failure: &failure)
             case .copyInResponse:
                 try await send(.copyFail(message: "copyOut only reads"))
             case .readyForQuery:
@@ -144,12 +136,8 @@ extension PGConnection {
             switch message {
             case .copyInResponse:
                 break waiting
-            case .errorResponse(let fields):
-                failure = serverError(fields)
-            case .noticeResponse(let fields):
-                logNotice(fields)
-            case .parameterStatus(let name, let value):
-                parameters[name] = value
+            case .errorResponse, .noticeResponse, .parameterStatus:
+                takeStatus(message, failure: &failure)
             case .commandComplete, .rowDescription, .dataRow, .emptyQueryResponse:
                 continue
             case .readyForQuery:
@@ -177,12 +165,8 @@ extension PGConnection {
             switch message {
             case .commandComplete(let commandTag):
                 tag = commandTag
-            case .errorResponse(let fields):
-                failure = failure ?? serverError(fields)
-            case .noticeResponse(let fields):
-                logNotice(fields)
-            case .parameterStatus(let name, let value):
-                parameters[name] = value
+            case .errorResponse, .noticeResponse, .parameterStatus:
+                takeStatus(message, failure: &failure)
             case .readyForQuery:
                 if let bodyError { throw bodyError }
                 if let failure { throw failure }
@@ -190,6 +174,17 @@ extension PGConnection {
             default:
                 throw unexpected(message, during: "COPY FROM STDIN")
             }
+        }
+    }
+
+    /// What every exchange does with these messages: a server error is kept for after
+    /// ReadyForQuery (the first one), a notice is logged, a parameter change recorded.
+    func takeStatus(_ message: BackendMessage, failure: inout PGConnectionError?) {
+        switch message {
+        case .errorResponse(let fields): failure = failure ?? serverError(fields)
+        case .noticeResponse(let fields): logNotice(fields)
+        case .parameterStatus(let name, let value): parameters[name] = value
+        default: break
         }
     }
 
