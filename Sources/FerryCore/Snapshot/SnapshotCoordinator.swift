@@ -287,91 +287,35 @@ public final class SnapshotCoordinator: Sendable {
     }
 
     private func copyChunk(_ item: SnapshotWorkItem, on connection: PGConnection, worker: Int, context: WorkerContext) async throws {
-        if context.undecoded.contains(item.table.schema.relationID) {
-            return try await copyChunkUndecoded(item, on: connection, worker: worker, context: context)
-        }
         let table = item.table, chunk = item.chunk, schema = table.schema
         let started = ContinuousClock.now
-        let options = self.options, decoder = context.decoder, delivery = context.delivery, tracker = self.tracker
+        let delivery = context.delivery, tracker = self.tracker
+        let undecoded = context.undecoded.contains(schema.relationID)
+        var batch = ChunkBatch(schema: schema, chunk: chunk, options: options, decoder: undecoded ? nil : context.decoder)
         var parser = BinaryCopyParser()
-        var batch: [PipelineEvent] = []
-        batch.reserveCapacity(min(options.batchRows, 1024))
-        var batchBytes = 0, rows = 0
+        var rows = 0
         try await connection.copyOut(Self.copyStatement(table, chunk)) { data in
             try Task.checkCancellation()
             tracker.add(bytes: data.readableBytes)
             try parser.append(data)
             while let tuple = try parser.nextTuple() {
-                let row = try Self.decodeRow(tuple, table: schema, chunk: chunk, decoder: decoder)
-                batch.append(.snapshotRow(table: schema, row: row))
-                batchBytes += tuple.byteCount
-                if batch.count >= options.batchRows || batchBytes >= options.batchBytes {
-                    try await delivery.write(batch, table: schema)
-                    tracker.add(rows: batch.count)
-                    rows += batch.count
-                    batch.removeAll(keepingCapacity: true)
-                    batchBytes = 0
+                if let full = try batch.add(tuple) {
+                    try await delivery.write(full.events, table: schema)
+                    tracker.add(rows: full.rows)
+                    rows += full.rows
                 }
             }
         }
         try parser.finish()
-        let tableFinished = try await delivery.finishChunk(batch, table: schema)
-        tracker.add(rows: batch.count)
-        rows += batch.count
+        let last = batch.take()
+        let tableFinished = try await delivery.finishChunk(last.events, table: schema)
+        tracker.add(rows: last.rows)
+        rows += last.rows
         try await stateStore.markChunkDone(pipeline: pipeline, table: chunk.table, chunk: chunk.id)
         tracker.chunkDone(pages: chunk.estimatedPages, tableFinished: tableFinished)
         logger.debug("snapshot chunk done", metadata: [
             "table": "\(schema.qualifiedName)", "chunk": "\(chunk)", "rows": "\(rows)", "worker": "\(worker)",
-            "duration": "\(started.duration(to: .now))",
-        ])
-    }
-
-    /// A chunk whose tuples go to the sink as read (``PipelineEvent/snapshotCopyRows(table:rows:)``),
-    /// in batches of about ``SnapshotOptions/batchBytes``: each tuple's frame is checked (the
-    /// parser) and its field count compared with the table's, no value is decoded.
-    private func copyChunkUndecoded(_ item: SnapshotWorkItem, on connection: PGConnection, worker: Int,
-                                    context: WorkerContext) async throws {
-        let table = item.table, chunk = item.chunk, schema = table.schema
-        let started = ContinuousClock.now
-        let options = self.options, delivery = context.delivery, tracker = self.tracker
-        let columns = schema.columns.count
-        var parser = BinaryCopyParser()
-        var tuples = ByteBuffer()
-        var count = 0, rows = 0
-        try await connection.copyOut(Self.copyStatement(table, chunk)) { data in
-            try Task.checkCancellation()
-            tracker.add(bytes: data.readableBytes)
-            try parser.append(data)
-            while let tuple = try parser.nextTuple() {
-                guard tuple.fieldCount == columns else {
-                    throw SnapshotError(.columnMismatch,
-                        "a row of \(schema.qualifiedName) (\(chunk)) has \(tuple.fieldCount) columns; the table's definition has \(columns)",
-                        fix: "the table changed while the snapshot started; run again")
-                }
-                // A batch is sent before it would outgrow batchBytes, so its buffer is allocated
-                // once, at that size (a single larger tuple makes a batch of its own).
-                if count > 0 && tuples.readableBytes + tuple.byteCount > options.batchBytes {
-                    try await delivery.write([.snapshotCopyRows(table: schema, rows: BinaryCopyRows(tuples: tuples, count: count))], table: schema)
-                    tracker.add(rows: count)
-                    rows += count
-                    tuples = ByteBuffer()
-                    count = 0
-                }
-                if count == 0 { tuples.reserveCapacity(max(options.batchBytes, tuple.byteCount)) }
-                tuple.write(to: &tuples)
-                count += 1
-            }
-        }
-        try parser.finish()
-        let last: [PipelineEvent] = count == 0 ? [] : [.snapshotCopyRows(table: schema, rows: BinaryCopyRows(tuples: tuples, count: count))]
-        let tableFinished = try await delivery.finishChunk(last, table: schema)
-        tracker.add(rows: count)
-        rows += count
-        try await stateStore.markChunkDone(pipeline: pipeline, table: chunk.table, chunk: chunk.id)
-        tracker.chunkDone(pages: chunk.estimatedPages, tableFinished: tableFinished)
-        logger.debug("snapshot chunk done", metadata: [
-            "table": "\(schema.qualifiedName)", "chunk": "\(chunk)", "rows": "\(rows)", "worker": "\(worker)",
-            "duration": "\(started.duration(to: .now))", "undecoded": "true",
+            "duration": "\(started.duration(to: .now))", "undecoded": "\(undecoded)",
         ])
     }
 
@@ -389,14 +333,19 @@ public final class SnapshotCoordinator: Sendable {
         return "COPY (\(select)) TO STDOUT (FORMAT binary)"
     }
 
+    /// A tuple must have one field per column of the table read.
+    static func checkFieldCount(_ tuple: BinaryCopyParser.Tuple, table: TableSchema, chunk: SnapshotChunk) throws {
+        guard tuple.fieldCount == table.columns.count else {
+            throw SnapshotError(.columnMismatch,
+                "a row of \(table.qualifiedName) (\(chunk)) has \(tuple.fieldCount) columns; the table's definition has \(table.columns.count)",
+                fix: "the table changed while the snapshot started; run again")
+        }
+    }
+
     static func decodeRow(_ tuple: BinaryCopyParser.Tuple, table: TableSchema, chunk: SnapshotChunk,
                           decoder: ValueDecoder) throws -> Row {
         let columns = table.columns
-        guard tuple.fieldCount == columns.count else {
-            throw SnapshotError(.columnMismatch,
-                "a row of \(table.qualifiedName) (\(chunk)) has \(tuple.fieldCount) columns; the table's definition has \(columns.count)",
-                fix: "the table changed while the snapshot started; run again")
-        }
+        try checkFieldCount(tuple, table: table, chunk: chunk)
         var row = Row()
         row.reserveCapacity(columns.count)
         try tuple.forEachField { index, bytes in
@@ -414,6 +363,60 @@ public final class SnapshotCoordinator: Sendable {
             }
         }
         return row
+    }
+}
+
+/// A chunk's rows waiting to be delivered, bounded by ``SnapshotOptions/batchRows`` and
+/// ``SnapshotOptions/batchBytes``: decoded into `snapshotRow` events, or — without a decoder —
+/// kept as the binary tuples the source sent, one ``PipelineEvent/snapshotCopyRows(table:rows:)``
+/// per batch (its buffer allocated once, at `batchBytes`: a batch is handed out before it would
+/// outgrow it, a single larger tuple making a batch of its own).
+struct ChunkBatch {
+    let schema: TableSchema
+    let chunk: SnapshotChunk
+    let options: SnapshotOptions
+    /// Nil: the rows stay undecoded.
+    let decoder: ValueDecoder?
+    private var events: [PipelineEvent] = []
+    private var tuples = ByteBuffer()
+    private var bytes = 0
+    private var count = 0
+
+    init(schema: TableSchema, chunk: SnapshotChunk, options: SnapshotOptions, decoder: ValueDecoder?) {
+        self.schema = schema
+        self.chunk = chunk
+        self.options = options
+        self.decoder = decoder
+        if decoder != nil { events.reserveCapacity(min(options.batchRows, 1024)) }
+    }
+
+    /// Adds a tuple; returns a full batch to deliver now, if this one completed it (decoded)
+    /// or would have outgrown it (undecoded: the batch before the tuple).
+    mutating func add(_ tuple: BinaryCopyParser.Tuple) throws -> (events: [PipelineEvent], rows: Int)? {
+        guard let decoder else {
+            try SnapshotCoordinator.checkFieldCount(tuple, table: schema, chunk: chunk)
+            let full = count > 0 && tuples.readableBytes + tuple.byteCount > options.batchBytes ? take() : nil
+            if count == 0 { tuples.reserveCapacity(max(options.batchBytes, tuple.byteCount)) }
+            tuple.write(to: &tuples)
+            count += 1
+            return full
+        }
+        events.append(.snapshotRow(table: schema, row: try SnapshotCoordinator.decodeRow(tuple, table: schema, chunk: chunk, decoder: decoder)))
+        bytes += tuple.byteCount
+        count += 1
+        return count >= options.batchRows || bytes >= options.batchBytes ? take() : nil
+    }
+
+    /// The rows gathered so far (no event when there are none), and an empty batch.
+    mutating func take() -> (events: [PipelineEvent], rows: Int) {
+        defer {
+            events.removeAll(keepingCapacity: true)
+            tuples = ByteBuffer()
+            bytes = 0
+            count = 0
+        }
+        if decoder != nil { return (events, count) }
+        return (count == 0 ? [] : [.snapshotCopyRows(table: schema, rows: BinaryCopyRows(tuples: tuples, count: count))], count)
     }
 }
 
