@@ -16,10 +16,6 @@ import PostgresWire
 ///
 /// Used by one task at a time (the destination actor awaits each call; calls never overlap).
 final class BinaryCopyLoader: @unchecked Sendable {
-    /// The signature, flags (0) and header-extension length (0) that open a binary COPY stream.
-    static let header: [UInt8] = [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00, 0, 0, 0, 0, 0, 0, 0, 0]
-    /// The trailer: a field count of -1.
-    static let trailer: [UInt8] = [0xFF, 0xFF]
     /// CopyData messages of at most this size.
     static let messageBytes = 1 << 20
 
@@ -99,14 +95,14 @@ final class BinaryCopyLoader: @unchecked Sendable {
     private func copy(_ rows: BinaryCopyRows, sql: String, on connection: PGConnection) async throws {
         try await connection.copyIn(sql) { send in
             var tuples = rows.tuples
-            var first = ByteBuffer(bytes: Self.header)
+            var first = ByteBuffer(bytes: BinaryCopyParser.header)
             var piece = tuples.readSlice(length: min(tuples.readableBytes, Self.messageBytes - first.readableBytes))!
             first.writeBuffer(&piece)
             try await send(first)
             while tuples.readableBytes > 0 {
                 try await send(tuples.readSlice(length: min(tuples.readableBytes, Self.messageBytes))!)
             }
-            try await send(ByteBuffer(bytes: Self.trailer))
+            try await send(ByteBuffer(bytes: BinaryCopyParser.trailer))
         }
     }
 

@@ -52,6 +52,10 @@ public struct BinaryCopyParser: Sendable {
     }
 
     static let signature: [UInt8] = [0x50, 0x47, 0x43, 0x4F, 0x50, 0x59, 0x0A, 0xFF, 0x0D, 0x0A, 0x00]
+    /// What opens a binary COPY stream Ferry writes: the signature, flags 0, no header extension.
+    public static let header: [UInt8] = signature + [0, 0, 0, 0, 0, 0, 0, 0]
+    /// What ends one: a field count of -1.
+    public static let trailer: [UInt8] = [0xFF, 0xFF]
 
     private enum State: Sendable {
         case header
