@@ -221,7 +221,7 @@ public actor PostgresDestination: Destination {
         let target: Target
         do {
             try await beginTarget()
-            let quoted = quoteIdentifier(schema.schema) + "." + quoteIdentifier(schema.name)
+            let quoted = Self.quotedName(schema)
             if options.createTables, schema.replicaIdentity != .full, schema.columns.contains(where: \.isKey),
                schema.columns.allSatisfy({ $0.typeOID < 16384 }),
                try await describe(quoted, schema: schema.schema, table: schema.name) == nil {
@@ -242,10 +242,10 @@ public actor PostgresDestination: Destination {
             guard let index else { return false }
             let column = target.columns[index]
             guard column.typeOID == schema.columns[source].typeOID, column.typeOID < 16384, !column.isGenerated else { return false }
-            columns.append(quoteIdentifier(column.name))
+            columns.append(SQLQuoting.identifier(column.name))
         }
         loadStatements[schema.qualifiedName] = BinaryCopyLoader.Statement(
-            quotedTable: target.quotedName, quotedColumns: columns, quotedKey: target.keyColumns.map { quoteIdentifier(target.columns[$0].name) })
+            quotedTable: target.quotedName, quotedColumns: columns, quotedKey: target.keyColumns.map { SQLQuoting.identifier(target.columns[$0].name) })
         return true
     }
 
@@ -389,7 +389,7 @@ public actor PostgresDestination: Destination {
             case .columnAdded(let column):
                 guard let definition = change.new.columns.first(where: { $0.name == column }) else { continue }
                 let type = try await typeName(for: definition)
-                try await execute("ALTER TABLE \(current.quotedName) ADD COLUMN IF NOT EXISTS \(quoteIdentifier(column)) \(type)")
+                try await execute("ALTER TABLE \(current.quotedName) ADD COLUMN IF NOT EXISTS \(SQLQuoting.identifier(column)) \(type)")
                 logger.info("column added on the target", metadata: ["table": "\(current.quotedName)", "column": "\(column)", "type": "\(type)"])
             default:
                 throw FerryError(.schemaChange,
@@ -472,7 +472,7 @@ public actor PostgresDestination: Destination {
             for column in columns {
                 bindings.append(Self.arrayLiteral(rows, column: column.source))
             }
-            let names = columns.map { quoteIdentifier(target.columns[$0.target!].name) }
+            let names = columns.map { SQLQuoting.identifier(target.columns[$0.target!].name) }
             let selects = columns.enumerated().map { index, column in
                 "v.c\(index)::\(target.columns[column.target!].castType)"
             }
@@ -480,9 +480,9 @@ public actor PostgresDestination: Destination {
                 + columns.indices.map { "$\($0 + 1)::text[]" }.joined(separator: ", ") + ") AS v("
                 + columns.indices.map { "c\($0)" }.joined(separator: ", ") + ")"
             if !target.isKeyless {
-                let keyNames = target.keyColumns.map { quoteIdentifier(target.columns[$0].name) }
+                let keyNames = target.keyColumns.map { SQLQuoting.identifier(target.columns[$0].name) }
                 let updates = columns.compactMap(\.target).filter { !target.keyColumns.contains($0) }
-                    .map { "\(quoteIdentifier(target.columns[$0].name)) = EXCLUDED.\(quoteIdentifier(target.columns[$0].name))" }
+                    .map { "\(SQLQuoting.identifier(target.columns[$0].name)) = EXCLUDED.\(SQLQuoting.identifier(target.columns[$0].name))" }
                 sql += " ON CONFLICT (\(keyNames.joined(separator: ", "))) "
                 sql += updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
                 // Which keys were inserted (xmax = 0) and which updated: the conflicts.
@@ -509,7 +509,7 @@ public actor PostgresDestination: Destination {
                     throw FerryError(.destinationRejected, "the key column \(target.columns[keyColumn].name) of \(target.quotedName) is not in the source table")
                 }
                 bindings.append(Self.arrayLiteral(current.rows, column: source))
-                conditions.append("t.\(quoteIdentifier(target.columns[keyColumn].name)) = v.k\(index)::\(target.columns[keyColumn].castType)")
+                conditions.append("t.\(SQLQuoting.identifier(target.columns[keyColumn].name)) = v.k\(index)::\(target.columns[keyColumn].castType)")
             }
             let sql = "DELETE FROM \(target.quotedName) AS t USING unnest("
                 + target.keyColumns.indices.map { "$\($0 + 1)::text[]" }.joined(separator: ", ") + ") AS v("
@@ -536,7 +536,7 @@ public actor PostgresDestination: Destination {
             guard let index = column.target else { continue }
             if case .unchangedToast = row[column.source] { continue }
             bindings.append(row[column.source].postgresText)
-            sets.append("\(quoteIdentifier(target.columns[index].name)) = $\(sets.count + 1)::\(target.columns[index].castType)")
+            sets.append("\(SQLQuoting.identifier(target.columns[index].name)) = $\(sets.count + 1)::\(target.columns[index].castType)")
         }
         let match = old ?? row
         var conditions: [String] = []
@@ -545,7 +545,7 @@ public actor PostgresDestination: Destination {
             guard let source = mapping.first(where: { $0.target == index })?.source else { continue }
             if case .unchangedToast = match[source] { continue }
             bindings.append(match[source].postgresText)
-            conditions.append("\(quoteIdentifier(target.columns[index].name))::text IS NOT DISTINCT FROM $\(sets.count + conditions.count + 1)")
+            conditions.append("\(SQLQuoting.identifier(target.columns[index].name))::text IS NOT DISTINCT FROM $\(sets.count + conditions.count + 1)")
         }
         guard !sets.isEmpty else { return }
         let whereClause = conditions.joined(separator: " AND ")
@@ -568,7 +568,7 @@ public actor PostgresDestination: Destination {
             guard let index = column.target else { continue }
             if case .unchangedToast = row[column.source] { continue }
             bindings.append(row[column.source].postgresText)
-            conditions.append("\(quoteIdentifier(target.columns[index].name))::text IS NOT DISTINCT FROM $\(conditions.count + 1)")
+            conditions.append("\(SQLQuoting.identifier(target.columns[index].name))::text IS NOT DISTINCT FROM $\(conditions.count + 1)")
         }
         try await execute("DELETE FROM \(target.quotedName) WHERE ctid = (SELECT ctid FROM \(target.quotedName) WHERE \(conditions.joined(separator: " AND ")) LIMIT 1)",
                           bindings)
@@ -591,7 +591,7 @@ public actor PostgresDestination: Destination {
         guard !names.contains(where: { $0.contains("\"") }), !target.schema.contains("\""), !target.table.contains("\"") else { return false }
         let sources = columns.map(\.source)
         try await execute("SAVEPOINT ferry_copy")
-        try await execute("SET LOCAL search_path TO \(quoteIdentifier(target.schema))")
+        try await execute("SET LOCAL search_path TO \(SQLQuoting.identifier(target.schema))")
         do {
             try await connection.copyFrom(table: target.table, columns: names, format: .text(.init()), logger: logger) { writer in
                 var buffer = ByteBuffer()
@@ -690,7 +690,7 @@ public actor PostgresDestination: Destination {
 
         /// The key columns' text forms as one JSON array text (for RETURNING).
         func keyTextArray(prefix: String) -> String {
-            "json_build_array(" + keyColumns.map { "\(prefix)\(quoteIdentifier(columns[$0].name))::text" }.joined(separator: ", ") + ")::text"
+            "json_build_array(" + keyColumns.map { "\(prefix)\(SQLQuoting.identifier(columns[$0].name))::text" }.joined(separator: ", ") + ")::text"
         }
 
         func key(of row: Row, schema: TableSchema) -> [String?] {
@@ -702,9 +702,14 @@ public actor PostgresDestination: Destination {
         }
     }
 
+    /// `"schema"."table"` of the source table's namesake on the target.
+    static func quotedName(_ schema: TableSchema) -> String {
+        SQLQuoting.identifier(schema.schema) + "." + SQLQuoting.identifier(schema.name)
+    }
+
     private func target(for schema: TableSchema) async throws -> Target {
         if let known = targets[schema.qualifiedName] { return known }
-        let quoted = quoteIdentifier(schema.schema) + "." + quoteIdentifier(schema.name)
+        let quoted = Self.quotedName(schema)
         var target = try await describe(quoted, schema: schema.schema, table: schema.name)
         if target == nil {
             guard options.createTables else {
@@ -775,15 +780,15 @@ public actor PostgresDestination: Destination {
         var definitions: [String] = []
         for column in schema.columns {
             let type = try await typeName(for: column)
-            definitions.append("\(quoteIdentifier(column.name)) \(type)" + (column.notNull == true ? " NOT NULL" : ""))
+            definitions.append("\(SQLQuoting.identifier(column.name)) \(type)" + (column.notNull == true ? " NOT NULL" : ""))
         }
-        let keys = schema.columns.filter(\.isKey).map { quoteIdentifier($0.name) }
+        let keys = schema.columns.filter(\.isKey).map { SQLQuoting.identifier($0.name) }
         if schema.replicaIdentity != .full && !keys.isEmpty && !deferKey {
             definitions.append("PRIMARY KEY (\(keys.joined(separator: ", ")))")
         }
-        try await execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(schema.schema))")
+        try await execute("CREATE SCHEMA IF NOT EXISTS \(SQLQuoting.identifier(schema.schema))")
         try await execute("CREATE TABLE IF NOT EXISTS \(quoted) (\(definitions.joined(separator: ", ")))")
-        if deferKey { try await execute("COMMENT ON TABLE \(quoted) IS \(quoteLiteral(Self.pendingKeyComment))") }
+        if deferKey { try await execute("COMMENT ON TABLE \(quoted) IS \(SQLQuoting.literal(Self.pendingKeyComment))") }
         logger.info("target table created", metadata: ["table": "\(quoted)", "destination": "\(name)"])
     }
 
@@ -791,8 +796,8 @@ public actor PostgresDestination: Destination {
     /// comment that said so (in the open target transaction). `removingDuplicates`: first
     /// keep one row per key (the physically last: a chunk loaded again reads newer rows).
     private func addPendingKey(_ schema: TableSchema, removingDuplicates: Bool) async throws {
-        let quoted = quoteIdentifier(schema.schema) + "." + quoteIdentifier(schema.name)
-        let keys = schema.columns.filter(\.isKey).map { quoteIdentifier($0.name) }
+        let quoted = Self.quotedName(schema)
+        let keys = schema.columns.filter(\.isKey).map { SQLQuoting.identifier($0.name) }
         guard !keys.isEmpty else { return }
         if removingDuplicates {
             let removed = try await execute("DELETE FROM \(quoted) AS a USING \(quoted) AS b WHERE a.ctid < b.ctid AND "
@@ -1024,5 +1029,4 @@ public actor PostgresDestination: Destination {
     }
 }
 
-func quoteIdentifier(_ value: String) -> String { "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
-func quoteLiteral(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "''") + "'" }
+

@@ -99,18 +99,14 @@ public struct PGOutputOptions: Sendable, Hashable {
     /// The option list of `START_REPLICATION … LOGICAL X/X (…)`.
     public func optionList(protocolVersion: Int) -> String {
         let names = publications.map { "\"" + $0.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }.joined(separator: ",")
-        var options = ["proto_version '\(protocolVersion)'", "publication_names \(quoteLiteral(names))"]
+        var options = ["proto_version '\(protocolVersion)'", "publication_names \(SQLQuoting.literal(names))"]
         if binary { options.append("binary 'true'") }
         if messages { options.append("messages 'true'") }
         if streaming != .off { options.append("streaming '\(streaming.rawValue)'") }
         if twoPhase { options.append("two_phase 'true'") }
-        if let origin { options.append("origin \(quoteLiteral(origin))") }
+        if let origin { options.append("origin \(SQLQuoting.literal(origin))") }
         return options.joined(separator: ", ")
     }
-}
-
-func quoteLiteral(_ value: String) -> String {
-    "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
 }
 
 /// Replication slot names: lower-case letters, digits and underscores, at most 63 bytes.

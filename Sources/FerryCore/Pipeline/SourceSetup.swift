@@ -95,6 +95,6 @@ enum SourceSetup {
                          confirmedFlush: row[3].flatMap { LSN($0) }, walStatus: row[4])
     }
 
-    static func literal(_ value: String) -> String { "'" + value.replacingOccurrences(of: "'", with: "''") + "'" }
-    static func identifier(_ value: String) -> String { "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\"" }
+    static func literal(_ value: String) -> String { SQLQuoting.literal(value) }
+    static func identifier(_ value: String) -> String { SQLQuoting.identifier(value) }
 }

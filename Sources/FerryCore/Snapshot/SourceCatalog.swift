@@ -396,12 +396,12 @@ enum SnapshotSQL {
     /// A string literal (`'it''s'`), for connections with `standard_conforming_strings = on`
     /// (the default since PostgreSQL 9.1; the snapshot's connections set it).
     static func literal(_ value: String) -> String {
-        "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+        SQLQuoting.literal(value)
     }
 
     /// A quoted identifier (`"Order Items"`).
     static func identifier(_ value: String) -> String {
-        "\"" + value.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+        SQLQuoting.identifier(value)
     }
 
     /// `"schema"."name"`.
