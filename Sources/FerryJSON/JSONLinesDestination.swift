@@ -179,6 +179,8 @@ public actor JSONLinesDestination: Destination {
                 break
             case .snapshotCopyRows(let table, _):
                 throw FerryError.unrequestedCopyRows(name, table: table)
+            case .streamStart, .subtransaction, .streamStop, .streamCommit, .streamAbort:
+                throw FerryError.unrequestedStreamedTransaction(name)
             }
             if json.bytes.count >= bufferSize { try writeBuffer() }
         }

@@ -150,6 +150,8 @@ public actor KafkaDestination: Destination {
                 break
             case .snapshotCopyRows(let table, _):
                 throw FerryError.unrequestedCopyRows(name, table: table)
+            case .streamStart, .subtransaction, .streamStop, .streamCommit, .streamAbort:
+                throw FerryError.unrequestedStreamedTransaction(name)
             }
             if !backlog.isEmpty { try await drainBacklog() }
         }

@@ -7,6 +7,7 @@ import NIOPosix
 import NIOSSL
 import PostgresNIO
 import PostgresWire
+import Synchronization
 
 /// Replicates into another PostgreSQL database (`postgres://…`), exactly once.
 ///
@@ -40,6 +41,10 @@ public actor PostgresDestination: Destination {
         public var conflicts = ConflictPolicy.apply
         /// Connections loading undecoded snapshot rows at once (binary COPY, batches in turn).
         public var loadConnections = 2
+        /// Take in-progress transactions as they run at the source (PostgreSQL 14+), each into a
+        /// target transaction of its own on a connection of its own, committed when the source
+        /// commits; off: a transaction arrives whole after its commit.
+        public var streamInProgress = true
         public init() {}
     }
 
@@ -59,7 +64,8 @@ public actor PostgresDestination: Destination {
     }
 
     /// Reads `ferry_*` settings from a destination URL's query and returns the URL without them:
-    /// `ferry_tables=create|verify`, `ferry_truncate=restrict|cascade`, `ferry_conflicts=apply|stop`.
+    /// `ferry_tables=create|verify`, `ferry_truncate=restrict|cascade`, `ferry_conflicts=apply|stop`,
+    /// `ferry_streaming=on|off` (``Options/streamInProgress``).
     public static func splitOptions(_ url: String) throws -> (url: String, options: Options) {
         var options = Options()
         guard let question = url.firstIndex(of: "?") else { return (url, options) }
@@ -74,9 +80,11 @@ public actor PostgresDestination: Destination {
             case ("ferry_truncate", "restrict"): options.truncateCascade = false
             case ("ferry_truncate", "cascade"): options.truncateCascade = true
             case ("ferry_conflicts", let policy) where ConflictPolicy(rawValue: policy) != nil: options.conflicts = ConflictPolicy(rawValue: policy)!
+            case ("ferry_streaming", "on"): options.streamInProgress = true
+            case ("ferry_streaming", "off"): options.streamInProgress = false
             default:
                 throw FerryError(.configuration, "\(key)=\(value) is not a setting of the Postgres destination",
-                                 fix: "use ferry_tables=create|verify, ferry_truncate=restrict|cascade, ferry_conflicts=apply|stop")
+                                 fix: "use ferry_tables=create|verify, ferry_truncate=restrict|cascade, ferry_conflicts=apply|stop, ferry_streaming=on|off")
             }
         }
         let base = String(url[..<question])
@@ -90,6 +98,14 @@ public actor PostgresDestination: Destination {
     let logger: Logger
 
     private var connection: PostgresConnection?
+    /// Streamed in-progress transactions, by xid: each has a target transaction of its own.
+    private var streamed: [UInt32: StreamedTransaction] = [:]
+    /// The streamed transaction whose block is being applied: its context is in the fields
+    /// above (`connection`, `runs`, …) and the main one is parked.
+    private var activeStream: UInt32?
+    private var parked: ApplyContext?
+    /// Connections of streamed transactions that ended, for the next one.
+    private var spareConnections: [PostgresConnection] = []
     private var targets: [String: Target] = [:]
     private var targetTransactionOpen = false
     private var transaction: TransactionInfo?
@@ -102,11 +118,19 @@ public actor PostgresDestination: Destination {
     /// target transaction commits them together); a table's own changes never are.
     private var runs: [Run] = []
     private var runRows = 0
+    /// The COPY in flight on `connection` (see ``copyNewRows(_:columns:into:)``).
+    private var copying: Task<(copied: Int, redo: Run?), any Error>?
     private var connectionNumber = 0
     /// Rows written with COPY (large runs of new rows, snapshot rows) rather than upserts.
     public private(set) var copiedRows = 0
     /// Snapshot rows that came undecoded (binary COPY tuples), whether COPY or the upsert took them.
     public private(set) var undecodedRows = 0
+    /// Streamed in-progress transactions: blocks applied, transactions committed and aborted,
+    /// subtransactions rolled back alone.
+    public private(set) var streamedBlocks = 0
+    public private(set) var streamedCommits = 0
+    public private(set) var streamedAborts = 0
+    public private(set) var subtransactionRollbacks = 0
     /// Conflicts seen so far, by kind.
     public private(set) var conflicts: [ConflictKind: Int] = [:]
     private let conflictCounters: [ConflictKind: Counter]
@@ -167,7 +191,8 @@ public actor PostgresDestination: Destination {
     deinit {
         // Not closed by its owner (a failed run): close it now; the closure keeps the
         // connection alive until its channel is closed.
-        if let connection {
+        let others = streamed.values.compactMap(\.context.connection) + spareConnections + [parked?.connection].compactMap { $0 }
+        for connection in [connection].compactMap({ $0 }) + others {
             connection.close().whenComplete { _ in _ = connection }
         }
     }
@@ -179,8 +204,13 @@ public actor PostgresDestination: Destination {
         return DestinationResume(durablePosition: durablePosition)
     }
 
+    public nonisolated var acceptsStreamedTransactions: Bool { options.streamInProgress }
+    /// Values reach the target as text through its input functions, so the source's own text
+    /// (under the same session settings on both sides) is what it needs.
+    public nonisolated var takesSourceText: Bool { true }
+
     public func write(_ events: [PipelineEvent]) async throws {
-        try await ensureConnection()
+        if activeStream == nil { try await ensureConnection() }
         do {
             for index in events.indices {
                 try await apply(events, at: index)
@@ -193,6 +223,11 @@ public actor PostgresDestination: Destination {
     }
 
     public func flush() async throws -> LSN? {
+        // Whole transactions commit on the main connection, also while a delivery ended inside
+        // a streamed transaction's block.
+        let resume = activeStream
+        leaveStream()
+        defer { if let resume { enterStream(resume) } }
         try await ensureConnection()
         guard transaction == nil else { return durablePosition }
         do {
@@ -255,6 +290,9 @@ public actor PostgresDestination: Destination {
             loading[index] = nil
             await loaders[index].close()
         }
+        // Streamed transactions not committed yet are dropped: the source sends them again.
+        leaveStream()
+        await closeStreamedConnections()
         guard let connection else { return }
         if transaction == nil && targetTransactionOpen {
             try await applyRun()
@@ -319,7 +357,178 @@ public actor PostgresDestination: Destination {
             try await apply(change)
         case .message:
             break
+        case .streamStart(let xid, let first):
+            try await startBlock(of: xid, first: first)
+        case .subtransaction(let subtransaction):
+            guard let xid = activeStream, subtransaction != xid, streamed[xid]?.savepoints.contains(subtransaction) == false else { return }
+            // A subtransaction can be aborted alone: its changes start after a savepoint.
+            try await applyRun()
+            try await execute("SAVEPOINT \(Self.savepoint(subtransaction))")
+            streamed[xid]?.savepoints.append(subtransaction)
+        case .streamStop:
+            // Its pending rows wait in its context for the next block (bounded by batchRows).
+            leaveStream()
+        case .streamCommit(let info, let endLSN):
+            try await commitStreamed(info, endLSN: endLSN)
+        case .streamAbort(let xid, let subtransaction):
+            try await abortStreamed(xid, subtransaction: subtransaction)
         }
+    }
+
+    // MARK: Streamed transactions
+
+    /// What one target transaction is made of: the main one (whole source transactions, several
+    /// grouped) or a streamed transaction's. The apply code works on the actor's fields; a
+    /// streamed transaction's block swaps its context in (``enterStream(_:)``).
+    private struct ApplyContext {
+        var connection: PostgresConnection?
+        var targetTransactionOpen = false
+        var runs: [Run] = []
+        var runRows = 0
+        var pendingRows = 0
+        var copying: Task<(copied: Int, redo: Run?), any Error>?
+    }
+
+    private struct StreamedTransaction {
+        var context: ApplyContext
+        /// Subtransactions that have a savepoint, in the order they were made.
+        var savepoints: [UInt32] = []
+    }
+
+    static func savepoint(_ subtransaction: UInt32) -> String { "ferry_subxact_\(subtransaction)" }
+
+    private func exchange(_ other: inout ApplyContext) {
+        swap(&other.connection, &connection)
+        swap(&other.targetTransactionOpen, &targetTransactionOpen)
+        swap(&other.runs, &runs)
+        swap(&other.runRows, &runRows)
+        swap(&other.pendingRows, &pendingRows)
+        swap(&other.copying, &copying)
+    }
+
+    private func enterStream(_ xid: UInt32) {
+        guard activeStream == nil, var context = streamed[xid]?.context else { return }
+        exchange(&context)
+        parked = context
+        activeStream = xid
+    }
+
+    /// Back to the main context (the streamed transaction's is kept for its next block).
+    private func leaveStream() {
+        guard let xid = activeStream, var context = parked else { return }
+        exchange(&context)
+        streamed[xid]?.context = context
+        parked = nil
+        activeStream = nil
+    }
+
+    private func startBlock(of xid: UInt32, first: Bool) async throws {
+        leaveStream()
+        // Whole transactions before this block commit first: the streamed transaction may go
+        // on to touch rows they wrote, and would wait for their locks.
+        try await applyRun()
+        try await commitPending()
+        if first, streamed[xid] != nil {
+            // Sent again from its start (the source reconnected): what came before is dropped.
+            logger.warning("streamed transaction sent again from its start; discarding its partial changes",
+                           metadata: ["xid": "\(xid)", "destination": "\(name)"])
+            await discardStreamed(xid)
+        }
+        if streamed[xid] == nil {
+            let connection = try await streamConnection()
+            streamed[xid] = StreamedTransaction(context: ApplyContext(connection: connection))
+        }
+        enterStream(xid)
+        try await beginTarget()
+        streamedBlocks += 1
+    }
+
+    /// Commits what precedes the streamed transaction on the main connection, then the
+    /// transaction itself with its position (both in commit order).
+    private func commitStreamed(_ info: TransactionInfo, endLSN: LSN) async throws {
+        leaveStream()
+        try await applyRun()
+        try await commitPending()
+        guard streamed[info.xid] != nil else {
+            // None of its changes reached this destination: only the position moves.
+            if appliedPosition.map({ endLSN > $0 }) ?? true {
+                try await beginTarget()
+                appliedPosition = endLSN
+            }
+            return
+        }
+        enterStream(info.xid)
+        // Its last rows first: a table they need may be created on the main connection, which
+        // must not commit this transaction's position.
+        try await applyRun()
+        if let applied = appliedPosition, info.commitLSN < applied {
+            // Applied before (a replay): dropped.
+            try await execute("ROLLBACK")
+            targetTransactionOpen = false
+        } else {
+            appliedPosition = endLSN
+            try await commitPending()
+            streamedCommits += 1
+        }
+        leaveStream()
+        if let ended = streamed.removeValue(forKey: info.xid), let connection = ended.context.connection, !connection.isClosed {
+            spareConnections.append(connection)
+        }
+    }
+
+    private func abortStreamed(_ xid: UInt32, subtransaction: UInt32) async throws {
+        leaveStream()
+        guard let transaction = streamed[xid] else { return }
+        if subtransaction == xid {
+            await discardStreamed(xid)
+            streamedAborts += 1
+            return
+        }
+        // A subtransaction that wrote nothing here has no savepoint.
+        guard let at = transaction.savepoints.firstIndex(of: subtransaction) else { return }
+        enterStream(xid)
+        runs = []
+        runRows = 0
+        try await execute("ROLLBACK TO SAVEPOINT \(Self.savepoint(subtransaction))")
+        leaveStream()
+        // Later savepoints went with it; the table definitions may have changed back.
+        streamed[xid]?.savepoints.removeSubrange((at + 1)...)
+        targets.removeAll()
+        subtransactionRollbacks += 1
+    }
+
+    /// Rolls back a streamed transaction; its connection serves the next one.
+    private func discardStreamed(_ xid: UInt32) async {
+        guard let dropped = streamed.removeValue(forKey: xid), let connection = dropped.context.connection else { return }
+        targets.removeAll()
+        _ = await dropped.context.copying?.result
+        guard !connection.isClosed else { return }
+        do {
+            if dropped.context.targetTransactionOpen {
+                for try await _ in try await connection.query("ROLLBACK", logger: logger) {}
+            }
+            spareConnections.append(connection)
+        } catch {
+            try? await connection.close()
+        }
+    }
+
+    /// Closes the connections of every streamed transaction (closing rolls back) and the spares.
+    private func closeStreamedConnections() async {
+        let connections = streamed.values.compactMap(\.context.connection) + spareConnections
+        let copies = streamed.values.compactMap(\.context.copying)
+        streamed.removeAll()
+        spareConnections.removeAll()
+        if !connections.isEmpty { targets.removeAll() }
+        for connection in connections { try? await connection.close() }
+        for copy in copies { _ = await copy.result }
+    }
+
+    private func streamConnection() async throws -> PostgresConnection {
+        while let spare = spareConnections.popLast() {
+            if !spare.isClosed { return spare }
+        }
+        return try await connect()
     }
 
     private func begin(_ info: TransactionInfo, commitFollows: Bool) async throws {
@@ -404,12 +613,12 @@ public actor PostgresDestination: Destination {
 
     // MARK: Runs (set-based statements)
 
-    private enum RunKind { case upsert, delete }
+    private enum RunKind: Sendable { case upsert, delete }
 
     /// Where a row of a run comes from: what the target is expected to hold before it.
-    private enum Origin { case insert, update, snapshot }
+    private enum Origin: Sendable { case insert, update, snapshot }
 
-    private struct Run {
+    private struct Run: Sendable {
         var table: String
         var kind: RunKind
         var schema: TableSchema
@@ -440,12 +649,22 @@ public actor PostgresDestination: Destination {
         for current in pending { try await apply(current) }
     }
 
-    private func apply(_ current: Run) async throws {
+    private func apply(_ current: Run, tryCopy: Bool = true) async throws {
         let target = try await target(for: current.schema)
         // Each source column's place in the target (by name).
         let mapping = target.mapping(for: current.schema)
         switch current.kind {
         case .upsert:
+            let columns = mapping.filter { $0.target != nil }
+            // A large run of new rows (the snapshot, a bulk insert) goes in with COPY, inside a
+            // savepoint, while the next changes are decoded; if a key is already there (a resumed
+            // snapshot chunk, a replay, a key twice in the run) the savepoint is rolled back and
+            // the rows take the upsert below (``finishCopy()``).
+            if tryCopy, !target.isKeyless, current.rows.count >= Self.copyThreshold,
+               current.origins.allSatisfy({ $0 != .update }),
+               try await copyNewRows(current, columns: columns, into: target) {
+                return
+            }
             var rows = current.rows
             // What the target should hold before the statement, by key: the first change of a
             // key in the run tells (an insert expects no row, an update expects one).
@@ -459,14 +678,6 @@ public actor PostgresDestination: Destination {
                     if let at = seen[key] { kept[at] = row } else { seen[key] = kept.count; kept.append(row); expected[key] = origin }
                 }
                 rows = kept
-            }
-            let columns = mapping.filter { $0.target != nil }
-            // A large run of new rows (the snapshot, a bulk insert) goes in with COPY, inside a
-            // savepoint; if a key is already there (a resumed snapshot chunk, a replay) the
-            // savepoint is rolled back and the rows take the upsert below.
-            if !target.isKeyless, rows.count >= Self.copyThreshold,
-               current.origins.allSatisfy({ $0 != .update }) {
-                if try await copyNewRows(rows, columns: columns, into: target) { return }
             }
             var bindings = PostgresBindings()
             for column in columns {
@@ -581,58 +792,91 @@ public actor PostgresDestination: Destination {
 
     static let copyThreshold = 200
 
-    /// COPY … FROM STDIN (text format) of rows none of which should exist yet. Returns false
-    /// (after rolling back to the savepoint) when a key already existed.
-    private func copyNewRows(_ rows: [Row], columns: [(source: Int, target: Int?)], into target: Target) async throws -> Bool {
-        guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
+    /// Starts COPY … FROM STDIN (text format) of a run of rows none of which should exist yet,
+    /// inside a savepoint; the copy runs while the destination takes the next changes, and
+    /// every statement on the connection waits for it first (``finishCopy()``). Returns false
+    /// when COPY cannot name the table (the caller upserts instead).
+    private func copyNewRows(_ run: Run, columns: [(source: Int, target: Int?)], into target: Target) async throws -> Bool {
         // postgres-nio writes COPY "table" ("column", …) without escaping and without a schema:
         // names with a double quote take the upsert, and the schema comes from search_path.
         let names = columns.map { target.columns[$0.target!].name }
         guard !names.contains(where: { $0.contains("\"") }), !target.schema.contains("\""), !target.table.contains("\"") else { return false }
-        let sources = columns.map(\.source)
         try await execute("SAVEPOINT ferry_copy")
         try await execute("SET LOCAL search_path TO \(SQLQuoting.identifier(target.schema))")
-        do {
-            try await connection.copyFrom(table: target.table, columns: names, format: .text(.init()), logger: logger) { writer in
-                var buffer = ByteBuffer()
-                buffer.reserveCapacity(1 << 20)
-                var scratch: [UInt8] = []
-                for row in rows {
-                    for (index, source) in sources.enumerated() {
-                        if index > 0 { buffer.writeInteger(UInt8(ascii: "\t")) }
-                        scratch.removeAll(keepingCapacity: true)
-                        guard row[source].appendPostgresText(to: &scratch) else {
-                            buffer.writeStaticString("\\N")
-                            continue
-                        }
-                        for byte in scratch {
-                            switch byte {
-                            case UInt8(ascii: "\\"): buffer.writeStaticString("\\\\")
-                            case UInt8(ascii: "\t"): buffer.writeStaticString("\\t")
-                            case UInt8(ascii: "\n"): buffer.writeStaticString("\\n")
-                            case UInt8(ascii: "\r"): buffer.writeStaticString("\\r")
-                            default: buffer.writeInteger(byte)
-                            }
-                        }
-                    }
-                    buffer.writeInteger(UInt8(ascii: "\n"))
-                    if buffer.readableBytes >= 1 << 20 {
-                        try await writer.write(buffer)
-                        buffer.clear()
+        guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        let sources = columns.map(\.source)
+        let table = target.table, logger = self.logger
+        copying = Task {
+            do {
+                try await connection.copyFrom(table: table, columns: names, format: .text(.init()), logger: logger) { writer in
+                    var text: [UInt8] = []
+                    text.reserveCapacity(1 << 20)
+                    var scratch: [UInt8] = []
+                    var next = run.rows.startIndex
+                    while next < run.rows.endIndex {
+                        let end = min(next + 2_000, run.rows.endIndex)
+                        text.removeAll(keepingCapacity: true)
+                        Self.appendCopyText(run.rows[next..<end], sources: sources, to: &text, scratch: &scratch)
+                        try await writer.write(ByteBuffer(bytes: text))
+                        next = end
                     }
                 }
-                if buffer.readableBytes > 0 { try await writer.write(buffer) }
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
+                // Rolling back to the savepoint also undoes SET LOCAL.
+                try await Self.run("ROLLBACK TO SAVEPOINT ferry_copy", on: connection, logger: logger)
+                try await Self.run("RELEASE SAVEPOINT ferry_copy", on: connection, logger: logger)
+                return (copied: 0, redo: run)
             }
-        } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
-            // Rolling back to the savepoint also undoes SET LOCAL.
-            try await execute("ROLLBACK TO SAVEPOINT ferry_copy")
-            try await execute("RELEASE SAVEPOINT ferry_copy")
-            return false
+            try await Self.run("SET LOCAL search_path TO DEFAULT", on: connection, logger: logger)
+            try await Self.run("RELEASE SAVEPOINT ferry_copy", on: connection, logger: logger)
+            return (copied: run.rows.count, redo: nil)
         }
-        try await execute("SET LOCAL search_path TO DEFAULT")
-        try await execute("RELEASE SAVEPOINT ferry_copy")
-        copiedRows += rows.count
         return true
+    }
+
+    /// Waits for the COPY in flight on this context's connection (and throws its error); a run
+    /// it could not copy (a key already there) is upserted now.
+    private func finishCopy() async throws {
+        guard let task = copying else { return }
+        copying = nil
+        let done = try await task.value
+        copiedRows += done.copied
+        if let redo = done.redo { try await apply(redo, tryCopy: false) }
+    }
+
+    /// Rows as COPY text lines: tab between columns, `\N` for NULL, backslash, tab, newline
+    /// and carriage return escaped.
+    static func appendCopyText(_ rows: ArraySlice<Row>, sources: [Int], to out: inout [UInt8], scratch: inout [UInt8]) {
+        for row in rows {
+            for (index, source) in sources.enumerated() {
+                if index > 0 { out.append(UInt8(ascii: "\t")) }
+                scratch.removeAll(keepingCapacity: true)
+                guard row[source].appendPostgresText(to: &scratch) else {
+                    out.append(UInt8(ascii: "\\"))
+                    out.append(UInt8(ascii: "N"))
+                    continue
+                }
+                guard scratch.contains(where: { $0 == UInt8(ascii: "\\") || $0 < 0x0E && ($0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r")) }) else {
+                    out.append(contentsOf: scratch)
+                    continue
+                }
+                for byte in scratch {
+                    switch byte {
+                    case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\\"))
+                    case UInt8(ascii: "\t"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "t"))
+                    case UInt8(ascii: "\n"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "n"))
+                    case UInt8(ascii: "\r"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "r"))
+                    default: out.append(byte)
+                    }
+                }
+            }
+            out.append(UInt8(ascii: "\n"))
+        }
+    }
+
+    /// One statement on `connection`, from outside the actor (a COPY in flight).
+    private static func run(_ sql: String, on connection: PostgresConnection, logger: Logger) async throws {
+        for try await _ in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger) {}
     }
 
     /// Column `column` of `rows` as a text[] literal (`{"a","b\"c",NULL}`: every element
@@ -716,7 +960,18 @@ public actor PostgresDestination: Destination {
                 throw FerryError(.destinationRejected, "table \(quoted) does not exist on the target \(name)",
                                  fix: "create it, or let Ferry create tables (drop the verify-only option)")
             }
-            try await create(schema, quoted: quoted)
+            if let xid = activeStream {
+                // Created inside the streamed transaction, the table would exist only once it
+                // commits, not for whole transactions committed before: create it on the main
+                // connection.
+                leaveStream()
+                try await beginTarget()
+                try await create(schema, quoted: quoted)
+                try await commitPending()
+                enterStream(xid)
+            } else {
+                try await create(schema, quoted: quoted)
+            }
             target = try await describe(quoted, schema: schema.schema, table: schema.name)
         }
         if target?.keyPending == true && !keysAfterLoad.contains(schema.qualifiedName) {
@@ -865,6 +1120,13 @@ public actor PostgresDestination: Destination {
     }
 
     private func rollBack(after error: any Error) async {
+        // Streamed transactions are dropped: the pipeline replays, and the source sends them
+        // again from their start.
+        leaveStream()
+        await closeStreamedConnections()
+        // The COPY in flight ends (it may be what failed) before anything else is sent.
+        _ = await copying?.result
+        copying = nil
         // A query on a closed postgres-nio connection can wait forever: only roll back on a
         // connection that is still there (a lost one rolled back by itself).
         if targetTransactionOpen, let connection, !connection.isClosed, !Self.isConnectionLost(error) {
@@ -882,22 +1144,8 @@ public actor PostgresDestination: Destination {
     private func ensureConnection() async throws {
         if let connection, !connection.isClosed { return }
         await dropConnection()
-        let connection: PostgresConnection
+        self.connection = try await connect()
         do {
-            connectionNumber += 1
-            connection = try await PostgresConnection.connect(configuration: try Self.postgresConfiguration(configuration),
-                                                              id: connectionNumber, logger: logger)
-        } catch {
-            throw FerryError(.destination, "cannot connect to the Postgres destination \(name): \(Redaction.redact(String(reflecting: error)))",
-                             fix: "check the destination URL, that the server runs and accepts the user")
-        }
-        self.connection = connection
-        do {
-            try await execute("SET synchronous_commit = on")
-            // The same text forms as the values Ferry decoded (keys are compared as text).
-            for setting in Pipeline.sessionSettings.split(separator: ";") where !setting.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                try await execute(String(setting))
-            }
             try await execute("CREATE SCHEMA IF NOT EXISTS ferry")
             try await execute("""
                 CREATE TABLE IF NOT EXISTS ferry.positions (
@@ -921,10 +1169,77 @@ public actor PostgresDestination: Destination {
         forgetUncommitted()
     }
 
+    /// A new connection to the target, with Ferry's session settings. Limited in time: seen
+    /// here, a connection made while the target restarts can wait forever in postgres-nio.
+    private func connect() async throws -> PostgresConnection {
+        connectionNumber += 1
+        let limit = max(configuration.connectTimeout ?? .seconds(30), .seconds(5))
+        let (settings, id, logger, name) = (try Self.postgresConfiguration(configuration), connectionNumber, self.logger, self.name)
+        let made = try await Self.within(limit) {
+            try await Self.connect(settings, id: id, logger: logger, name: name)
+        } abandoned: { late in
+            try? await late.close()
+        }
+        guard let made else {
+            throw FerryError(.destination, "cannot connect to the Postgres destination \(name): no answer within \(limit)",
+                             fix: "check that the server runs and accepts connections; Ferry tries again")
+        }
+        return made
+    }
+
+    private static func connect(_ settings: PostgresConnection.Configuration, id: Int, logger: Logger, name: String) async throws -> PostgresConnection {
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(configuration: settings, id: id, logger: logger)
+        } catch {
+            throw FerryError(.destination, "cannot connect to the Postgres destination \(name): \(Redaction.redact(String(reflecting: error)))",
+                             fix: "check the destination URL, that the server runs and accepts the user")
+        }
+        do {
+            // The same text forms as the values Ferry decoded (keys are compared as text).
+            let settings = ["SET synchronous_commit = on"] + Pipeline.sessionSettings.split(separator: ";").map(String.init)
+            for setting in settings where !setting.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                try await run(setting, on: connection, logger: logger)
+            }
+        } catch {
+            try? await connection.close()
+            throw FerryError(.destination, "cannot set up the connection to the Postgres destination \(name): \(Redaction.redact(String(reflecting: error)))",
+                             fix: "Ferry tries again; check that the server runs")
+        }
+        return connection
+    }
+
+    /// `body`'s result, or nil once `limit` has passed; `body` is then left to end by itself
+    /// and `abandoned` gets what it returns (it may not answer cancellation).
+    static func within<T: Sendable>(_ limit: Duration, _ body: @escaping @Sendable () async throws -> T,
+                                    abandoned: @escaping @Sendable (T) async -> Void) async throws -> T? {
+        let waiting = Mutex<CheckedContinuation<T?, any Error>?>(nil)
+        let take: @Sendable () -> CheckedContinuation<T?, any Error>? = { waiting.withLock { state in defer { state = nil }; return state } }
+        return try await withCheckedThrowingContinuation { continuation in
+            waiting.withLock { $0 = continuation }
+            let work = Task {
+                do {
+                    let value = try await body()
+                    if let continuation = take() { continuation.resume(returning: value) } else { await abandoned(value) }
+                } catch {
+                    take()?.resume(throwing: error)
+                }
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                if let continuation = take() {
+                    work.cancel()
+                    continuation.resume(returning: nil)
+                }
+            }
+        }
+    }
+
     /// Back to the durable state: nothing pending, no transaction open, table definitions
     /// read again (rolled-back DDL, or a new connection).
     private func forgetUncommitted() {
         targetTransactionOpen = false
+        copying = nil
         runs = []
         runRows = 0
         pendingRows = 0
@@ -979,6 +1294,7 @@ public actor PostgresDestination: Destination {
     /// Runs one statement; returns the rows it returned (use RETURNING to count).
     @discardableResult
     private func execute(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> Int {
+        try await finishCopy()
         guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
         let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
         var count = 0
@@ -987,6 +1303,7 @@ public actor PostgresDestination: Destination {
     }
 
     private func queryRows(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> [PostgresRow] {
+        try await finishCopy()
         guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
         var result: [PostgresRow] = []
         for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {

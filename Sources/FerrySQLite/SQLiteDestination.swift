@@ -211,6 +211,8 @@ public actor SQLiteDestination: Destination {
             break
         case .snapshotCopyRows(let schema, _):
             throw FerryError.unrequestedCopyRows(name, table: schema)
+        case .streamStart, .subtransaction, .streamStop, .streamCommit, .streamAbort:
+            throw FerryError.unrequestedStreamedTransaction(name)
         case .schemaChange(let change):
             if skipping { return }
             try beginBatch(db)

@@ -267,7 +267,8 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
     @Test func destinationSettingsComeFromTheURL() throws {
         let (url, options) = try PostgresDestination.splitOptions("postgres://u@h/db?sslmode=disable&ferry_tables=verify&ferry_truncate=cascade&ferry_conflicts=stop")
         #expect(url == "postgres://u@h/db?sslmode=disable")
-        #expect(!options.createTables && options.truncateCascade && options.conflicts == .stop)
+        #expect(!options.createTables && options.truncateCascade && options.conflicts == .stop && options.streamInProgress)
+        #expect(try !PostgresDestination.splitOptions("postgres://u@h/db?ferry_streaming=off").options.streamInProgress)
         #expect(throws: FerryError.self) { _ = try PostgresDestination.splitOptions("postgres://u@h/db?ferry_conflicts=maybe") }
     }
 
@@ -280,6 +281,98 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
                 }
                 #expect(error?.kind == .destinationRejected)
                 #expect(error?.fix?.contains("REPLICA IDENTITY FULL") == true)
+            }
+        }
+    }
+
+    /// Large transactions stream while they run at the source (pgoutput streaming; the
+    /// harness's logical_decoding_work_mem is 64kB, so a few thousand rows are enough): two run
+    /// at once beside small committed ones, one rolls a subtransaction back, one aborts whole.
+    /// Nothing of a transaction is visible on the target before its commit, and afterwards the
+    /// target equals the source.
+    @Test func inProgressTransactionsStreamIntoTargetTransactionsOfTheirOwn() async throws {
+        try await withTestDatabase(.trust, prefix: "pgsrc") { source in
+            try await withTestDatabase(.trust, prefix: "pgdst") { target in
+                try await source.psql("""
+                    CREATE TABLE a (id int PRIMARY KEY, v text);
+                    CREATE TABLE b (id int PRIMARY KEY, v text);
+                    CREATE TABLE small (id int PRIMARY KEY, at timestamptz DEFAULT now());
+                    """)
+                let (pipeline, destination) = try postgresPipeline(source, target, tables: ["public.a", "public.b", "public.small"],
+                                                                   snapshot: .never, once: false, state: MemoryStateStore())
+                let failure = FailureBox()
+                let running = Task { do { try await pipeline.run() } catch { failure.set(error); throw error } }
+                try await eventually("streaming") { pipeline.monitor.phase == .streaming }
+                // A committed row first: the tables exist on the target.
+                try await source.psql("INSERT INTO a VALUES (0, 'before'); INSERT INTO b VALUES (0, 'before'); INSERT INTO small (id) VALUES (0)")
+                try await eventually("the first rows") { (try? await target.psql("SELECT count(*) FROM small")) == "1" }
+
+                async let first: Void = source.withConnection { connection in
+                    try await connection.execute(sql: "BEGIN")
+                    try await connection.execute(sql: "INSERT INTO a SELECT g, repeat('a', 40) || g FROM generate_series(1, 4000) g")
+                    try await eventually("a block of the open transaction to be applied") {
+                        if let error = failure.error { throw error }
+                        return await destination.streamedBlocks >= 1
+                    }
+                    #expect(try await target.psql("SELECT count(*) FROM a") == "1", "rows of an open transaction are visible on the target")
+                    try await connection.execute(sql: "SAVEPOINT doomed")
+                    try await connection.execute(sql: "INSERT INTO a SELECT g, 'doomed' FROM generate_series(100001, 104000) g")
+                    try await connection.execute(sql: "UPDATE a SET v = 'doomed' WHERE id <= 100")
+                    try await connection.execute(sql: "ROLLBACK TO SAVEPOINT doomed")
+                    try await connection.execute(sql: "SAVEPOINT kept")
+                    try await connection.execute(sql: "UPDATE a SET v = 'kept' WHERE id <= 1500")
+                    try await connection.execute(sql: "RELEASE SAVEPOINT kept")
+                    try await connection.execute(sql: "DELETE FROM a WHERE id % 10 = 0")
+                    try await connection.execute(sql: "COMMIT")
+                }
+                async let second: Void = source.withConnection { connection in
+                    try await connection.execute(sql: "BEGIN")
+                    try await connection.execute(sql: "INSERT INTO b SELECT g, repeat('x', 40) FROM generate_series(1, 4000) g")
+                    try await connection.execute(sql: "SELECT pg_sleep(0.3)")
+                    try await connection.execute(sql: "ROLLBACK")
+                    try await connection.execute(sql: "BEGIN")
+                    try await connection.execute(sql: "INSERT INTO b SELECT g, repeat('b', 40) || g FROM generate_series(1, 4000) g")
+                    try await connection.execute(sql: "SELECT pg_sleep(0.3)")
+                    try await connection.execute(sql: "UPDATE b SET v = 'updated' WHERE id % 3 = 0")
+                    try await connection.execute(sql: "COMMIT")
+                }
+                for id in 1...40 {
+                    try await source.psql("INSERT INTO small (id) VALUES (\(id)); UPDATE b SET v = 'small \(id)' WHERE id = 0")
+                }
+                try await first
+                try await second
+                for table in ["a", "b", "small"] {
+                    let expected = try await rowTexts(source, table)
+                    try await eventually("\(table) to equal the source", timeout: .seconds(90)) {
+                        if let error = failure.error { throw error }
+                        return (try? await rowTexts(target, table)) == expected
+                    }
+                }
+                #expect(await destination.streamedCommits >= 2)
+                #expect(await destination.streamedAborts >= 1)
+                #expect(await destination.subtransactionRollbacks >= 1)
+                #expect(await destination.copiedRows >= 4000, "the streamed inserts went in with COPY")
+                #expect(try await target.psql("SELECT count(*) FROM a WHERE v = 'doomed'") == "0")
+                pipeline.stopper.requestStop()
+                try await running.value
+            }
+        }
+    }
+
+    /// `ferry_streaming=off`: the same large transaction arrives whole after its commit.
+    @Test func streamingCanBeTurnedOff() async throws {
+        try await withTestDatabase(.trust, prefix: "pgsrc") { source in
+            try await withTestDatabase(.trust, prefix: "pgdst") { target in
+                try await source.psql("CREATE TABLE a (id int PRIMARY KEY, v text)")
+                let state = MemoryStateStore()
+                let url = target.url + (target.url.contains("?") ? "&" : "?") + "ferry_streaming=off"
+                try await postgresPipeline(source, target, tables: ["public.a"], state: state, targetURL: url).0.run()
+                try await source.psql("INSERT INTO a SELECT g, repeat('a', 40) || g FROM generate_series(1, 4000) g")
+                let (pipeline, destination) = try postgresPipeline(source, target, tables: ["public.a"], state: state, targetURL: url)
+                try await pipeline.run()
+                #expect(await destination.streamedBlocks == 0)
+                #expect(try await rowTexts(target, "a") == (try await rowTexts(source, "a")))
+                #expect(!destination.acceptsStreamedTransactions)
             }
         }
     }

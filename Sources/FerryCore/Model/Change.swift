@@ -66,6 +66,30 @@ public enum PipelineEvent: Sendable {
     case snapshotTableFinished(TableSchema)
     /// A `pg_logical_emit_message` message (transactional ones come between begin and commit).
     case message(prefix: String, content: [UInt8], lsn: LSN, transactional: Bool)
+
+    // Streaming of in-progress transactions: only for a destination that takes them
+    // (``Destination/acceptsStreamedTransactions``). A large transaction then comes in blocks
+    // while it runs at the source, before its commit is known: `streamStart`, its `change`s
+    // (and `schemaChange`s, `subtransaction`s, transactional `message`s), `streamStop`. Blocks of
+    // several transactions may alternate, with whole transactions (`begin`…`commit`) between
+    // them; each streamed transaction ends with `streamCommit` or `streamAbort`. Everything
+    // outside the blocks stays in commit order, and a `streamCommit` comes at its place in it.
+
+    /// A block of in-progress transaction `xid` starts. `first` is its first block in this
+    /// stream: a transaction sent again from its start (after a reconnect) has `first` again,
+    /// and what an earlier stream delivered of it is to be dropped.
+    case streamStart(xid: UInt32, first: Bool)
+    /// Inside a block: the changes that follow were made by subtransaction `xid` (the
+    /// transaction's own xid: by the transaction itself). A subtransaction can be aborted alone.
+    case subtransaction(xid: UInt32)
+    /// The block ends; the transaction is still in progress.
+    case streamStop
+    /// Streamed transaction `info.xid` committed: everything its blocks held is committed
+    /// together, and `endLSN` is the position to confirm once it is durable.
+    case streamCommit(TransactionInfo, endLSN: LSN)
+    /// Streamed (sub)transaction aborted: drop what its blocks held. `subtransaction == xid`:
+    /// the whole transaction; otherwise that subtransaction's changes (and its children's).
+    case streamAbort(xid: UInt32, subtransaction: UInt32)
 }
 
 /// Snapshot rows exactly as PostgreSQL's `COPY … TO STDOUT (FORMAT binary)` sent them: tuples

@@ -33,10 +33,24 @@ public protocol Destination: AnyObject, Sendable {
     /// ``PipelineEvent/snapshotCopyRows(table:rows:)`` (asked once per table before its first
     /// chunk is read; the default is no). Saying yes commits the destination to handle them.
     func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool
+    /// Whether the destination takes in-progress transactions as they run at the source
+    /// (``PipelineEvent/streamStart(xid:first:)`` … ``PipelineEvent/streamCommit(_:endLSN:)``;
+    /// the default is no). The pipeline asks PostgreSQL to stream them only when every
+    /// destination says yes; otherwise a transaction arrives whole after its commit.
+    /// Such a destination must keep each streamed transaction apart until its `streamCommit`,
+    /// drop it at `streamAbort`, and report durable positions only of committed transactions.
+    var acceptsStreamedTransactions: Bool { get }
+    /// Whether the destination uses streamed values only through their PostgreSQL text form
+    /// (``Value/postgresText``; the default is no). When every destination does, the pipeline
+    /// hands over the text the source printed (``Value/unknown(typeOID:text:)``) without parsing
+    /// it into a typed value.
+    var takesSourceText: Bool { get }
 }
 
 extension Destination {
     public func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool { false }
+    public var acceptsStreamedTransactions: Bool { false }
+    public var takesSourceText: Bool { false }
 }
 
 /// What a destination already has when the pipeline starts.

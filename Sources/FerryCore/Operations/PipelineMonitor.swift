@@ -170,7 +170,7 @@ public final class PipelineMonitor: Sendable {
                     continue
                 }
                 changeTallies[TallyKey(table: ObjectIdentifier(table), op: op), default: Tally(table: table)].add(size)
-            case .commit(let info, let end):
+            case .commit(let info, let end), .streamCommit(let info, let end):
                 transactions += 1
                 commits.append((end, info.commitTime))
             case .snapshotRow(let table, let row):

@@ -9,6 +9,8 @@ public struct ChangeDecoder: Sendable {
     public private(set) var relations: [UInt32: TableSchema] = [:]
     public var values: ValueDecoder
     private var transaction: TransactionInfo?
+    /// Inside a block of a streamed transaction: its xid, and the (sub)transaction of the last change.
+    private var streamed: (top: UInt32, subtransaction: UInt32)?
 
     public init(values: ValueDecoder = ValueDecoder(), knownSchemas: [TableSchema] = []) {
         self.values = values
@@ -36,9 +38,11 @@ public struct ChangeDecoder: Sendable {
                 relations[relation.id] = schema
             }
         case .insert(let insert):
+            noteSubtransaction(insert.streamXid, to: &events)
             let table = try schema(insert.relationID)
             events.append(.change(.insert(table: table, row: try row(insert.newTuple, table)), lsn: message.walStart))
         case .update(let update):
+            noteSubtransaction(update.streamXid, to: &events)
             let table = try schema(update.relationID)
             let new = try row(update.newTuple, table)
             switch update.oldTuple {
@@ -50,26 +54,47 @@ public struct ChangeDecoder: Sendable {
                 events.append(.change(.update(table: table, old: nil, oldIsKeyOnly: false, row: new), lsn: message.walStart))
             }
         case .delete(let delete):
+            noteSubtransaction(delete.streamXid, to: &events)
             let table = try schema(delete.relationID)
             let keyOnly: Bool
             if case .key = delete.oldTuple { keyOnly = true } else { keyOnly = false }
             events.append(.change(.delete(table: table, old: try row(delete.oldTuple.tuple, table), oldIsKeyOnly: keyOnly),
                                   lsn: message.walStart))
         case .truncate(let truncate):
+            noteSubtransaction(truncate.streamXid, to: &events)
             let tables = try truncate.relationIDs.map { try schema($0) }
             events.append(.change(.truncate(tables: tables, cascade: truncate.options.contains(.cascade),
                                             restartIdentity: truncate.options.contains(.restartIdentity)), lsn: message.walStart))
         case .message(let logical):
+            if logical.isTransactional { noteSubtransaction(logical.streamXid, to: &events) }
             events.append(.message(prefix: logical.prefix, content: Array(logical.content.readableBytesView),
                                    lsn: logical.lsn, transactional: logical.isTransactional))
         case .origin, .type:
             return
-        case .streamStart, .streamStop, .streamCommit, .streamAbort, .beginPrepare, .prepare, .streamPrepare,
-             .commitPrepared, .rollbackPrepared:
+        case .streamStart(let start):
+            streamed = (start.xid, start.xid)
+            events.append(.streamStart(xid: start.xid, first: start.isFirstSegment))
+        case .streamStop:
+            streamed = nil
+            events.append(.streamStop)
+        case .streamCommit(let commit):
+            let info = TransactionInfo(xid: commit.xid, commitLSN: commit.commitLSN, commitTime: commit.commitTimestamp)
+            events.append(.streamCommit(info, endLSN: commit.endLSN))
+        case .streamAbort(let abort):
+            events.append(.streamAbort(xid: abort.xid, subtransaction: abort.subtransactionXid))
+        case .beginPrepare, .prepare, .streamPrepare, .commitPrepared, .rollbackPrepared:
             throw FerryError(.protocolMismatch,
-                "the server sent a \(message.message) message, but this pipeline asked for neither streaming nor two-phase",
-                fix: "report this as a bug: Ferry starts replication without the streaming and two_phase options")
+                "the server sent a \(message.message) message, but this pipeline did not ask for two-phase decoding",
+                fix: "report this as a bug: Ferry starts replication without the two_phase option")
         }
+    }
+
+    /// Inside a block of a streamed transaction: before a change made by another
+    /// (sub)transaction than the one before it, says which.
+    private mutating func noteSubtransaction(_ xid: UInt32?, to events: inout [PipelineEvent]) {
+        guard let xid, let current = streamed, current.subtransaction != xid else { return }
+        streamed = (current.top, xid)
+        events.append(.subtransaction(xid: xid))
     }
 
     private func schema(_ relationID: UInt32) throws -> TableSchema {

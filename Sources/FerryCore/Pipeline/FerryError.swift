@@ -47,4 +47,10 @@ extension FerryError {
         FerryError(.destinationRejected, "destination \(destination) received undecoded snapshot rows of \(table.qualifiedName), which it does not take",
                    fix: "report this as a bug; the snapshot should have decoded the rows")
     }
+
+    /// A destination that does not take streamed in-progress transactions got a part of one.
+    public static func unrequestedStreamedTransaction(_ destination: String) -> FerryError {
+        FerryError(.destinationRejected, "destination \(destination) received a streamed in-progress transaction, which it does not take",
+                   fix: "report this as a bug; the pipeline should have asked PostgreSQL for whole transactions")
+    }
 }

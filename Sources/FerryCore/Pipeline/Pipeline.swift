@@ -281,9 +281,12 @@ public final class Pipeline: Sendable {
 
     private func stream(record: PipelineRecord, on replication: PGConnection, registry: TypeRegistry,
                         lanes: [DestinationLane], until: LSN?) async throws {
+        // In-progress transactions are streamed (a large one is applied while it runs at the
+        // source) when every destination takes them and the server can (PostgreSQL 14+).
+        let streaming = replication.serverVersionNumber >= 140_000 && lanes.allSatisfy { $0.destination.acceptsStreamedTransactions }
         let stream = try await replication.startReplication(
             slot: record.slot, start: record.consistentPoint,
-            options: PGOutputOptions(publications: [record.publication], messages: true),
+            options: PGOutputOptions(publications: [record.publication], messages: true, streaming: streaming ? .on : .off),
             statusInterval: configuration.statusInterval)
         stream.endPosition = until
         stopper.attach(stream.stopper)
@@ -291,6 +294,7 @@ public final class Pipeline: Sendable {
         monitor.attach(feedback: stream.feedback)
         monitor.setPhase(.streaming)
         logger.info("streaming", metadata: ["slot": "\(record.slot)", "from": "\(record.consistentPoint)",
+                                            "in_progress_transactions": "\(streaming ? "streamed" : "after commit")",
                                             "until": "\(until.map { "\($0)" } ?? "stopped")"])
 
         // Beside the stream: a watch on the slot (gone or invalidated ends the run at once, with
@@ -301,7 +305,8 @@ public final class Pipeline: Sendable {
         }
         defer { watcher.cancel() }
 
-        var decoder = ChangeDecoder(values: ValueDecoder(registry: registry))
+        var decoder = ChangeDecoder(values: ValueDecoder(registry: registry,
+                                                         keepsSourceText: lanes.allSatisfy { $0.destination.takesSourceText }))
         let pending = PendingEvents(capacity: configuration.batchSize)
         let clock = ContinuousClock()
         var lastFlush = clock.now
@@ -526,6 +531,15 @@ final class DestinationLane: @unchecked Sendable {
                     }
                 case .commit:
                     if skippingTransaction { skippingTransaction = false } else { kept.append(event) }
+                case .streamCommit(let info, _):
+                    // Only now is a streamed transaction's commit position known: one the
+                    // destination already has is dropped like an aborted one.
+                    if info.commitLSN < threshold {
+                        kept.append(.streamAbort(xid: info.xid, subtransaction: info.xid))
+                    } else {
+                        skipBelow = nil
+                        kept.append(event)
+                    }
                 case .message(_, _, let lsn, let transactional):
                     if transactional ? !skippingTransaction : lsn >= threshold { kept.append(event) }
                 default:
@@ -581,7 +595,7 @@ public final class PipelineStatistics: Sendable {
         var transactions = 0, changes = 0, rows = 0
         for event in events {
             switch event {
-            case .commit: transactions += 1
+            case .commit, .streamCommit: transactions += 1
             case .change: changes += 1
             case .snapshotRow: rows += 1
             case .snapshotCopyRows(_, let copied): rows += copied.count

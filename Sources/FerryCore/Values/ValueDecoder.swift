@@ -35,8 +35,15 @@ public struct ValueDecoder: Sendable {
     /// 6 array dimensions).
     public static let maximumNesting = 32
 
-    public init(registry: TypeRegistry = TypeRegistry()) {
+    /// pgoutput text values are kept as the source printed them (``Value/unknown(typeOID:text:)``,
+    /// checked to be UTF-8) instead of being parsed: for destinations that use values only in
+    /// their PostgreSQL text form (``Destination/takesSourceText``), where parsing and printing
+    /// again would give the same text under the pipeline's session settings.
+    public var keepsSourceText: Bool
+
+    public init(registry: TypeRegistry = TypeRegistry(), keepsSourceText: Bool = false) {
         self.registry = registry
+        self.keepsSourceText = keepsSourceText
     }
 
     /// Decodes one non-NULL value.
@@ -62,9 +69,17 @@ public struct ValueDecoder: Sendable {
         switch value {
         case .null: .null
         case .unchangedToast: .unchangedToast
+        case .text(let bytes) where keepsSourceText: try Self.sourceText(bytes, typeOID: typeOID)
         case .text(let bytes): try decode(typeOID: typeOID, typeModifier: typeModifier, format: .text, bytes: bytes)
         case .binary(let bytes): try decode(typeOID: typeOID, typeModifier: typeModifier, format: .binary, bytes: bytes)
         }
+    }
+
+    private static func sourceText(_ bytes: ByteBuffer, typeOID: UInt32) throws -> Value {
+        guard let text = bytes.withUnsafeReadableBytes({ utf8String($0) }) else {
+            throw ValueDecodingError(.invalidEncoding, typeOID: typeOID, format: .text, bytes: bytes.readableBytesView)
+        }
+        return .unknown(typeOID: typeOID, text: text)
     }
 
     /// Decodes a value in text form, e.g. a simple-query result column; nil is NULL.
