@@ -107,12 +107,16 @@ import Glibc
             try await withTestDatabase(.trust, prefix: "crash_pgdst") { target in
                 run.database = database
                 run.postgresTarget = target
-                try await Self.killWhileStreaming(run, database, kills: 10)
+                try await Self.killWhileStreaming(run, database, kills: 10, streamsTransactions: true)
             }
         }
     }
 
-    private static func killWhileStreaming(_ run: CrashRun, _ database: TestDatabase, kills: Int) async throws {
+    /// `streamsTransactions`: the destination takes in-progress transactions, so the writer's
+    /// large ones (1,500 rows, past the harness's 64 kB logical_decoding_work_mem) reach it in
+    /// blocks while they run, and some kills land inside one.
+    private static func killWhileStreaming(_ run: CrashRun, _ database: TestDatabase, kills: Int,
+                                           streamsTransactions: Bool = false) async throws {
         do {
             try await database.psql("""
                 CREATE TABLE items (id int PRIMARY KEY, v int NOT NULL, t text);
@@ -185,6 +189,9 @@ import Glibc
             try await run.checkConfirmedNotAheadOfReplica(try await run.confirmedFlush())
             try await run.expectReplicaEqualsSource(tables: [("items", "id, v, t")])
             #expect(transactions > 0, "the writer committed nothing (seed \(run.seed))")
+            if streamsTransactions {
+                #expect(try await run.streamedTransactions() > 0, "no transaction was streamed (seed \(run.seed))")
+            }
             try await run.waitForSlotInactive()
         }
     }
@@ -265,8 +272,8 @@ import Glibc
                     } else if dice < 98 {
                         sql = "UPDATE items SET v = v + 1, t = 'bulk\(committed)' WHERE id % 50 = \(dice % 50)"
                     } else {
-                        sql = "INSERT INTO items SELECT \(nextID) + g, g, 'many\(committed)' FROM generate_series(0, 299) g"
-                        nextID += 300
+                        sql = "INSERT INTO items SELECT \(nextID) + g, g, 'many\(committed)' FROM generate_series(0, 1499) g"
+                        nextID += 1500
                     }
                     try await connection.execute(sql: sql)
                 }
@@ -451,6 +458,14 @@ private final class CrashRun: @unchecked Sendable {
         } catch {
             try fail("\(error)")
         }
+    }
+
+    /// Transactions the server streamed in progress from the slot (pg_stat_replication_slots).
+    func streamedTransactions() async throws -> Int {
+        let text = try await database.withConnection { connection in
+            try await connection.scalar(sql: "SELECT stream_txns FROM pg_stat_replication_slots WHERE slot_name = \(sqlLiteral(self.slot))")
+        }
+        return text.flatMap { Int($0) } ?? 0
     }
 
     func confirmedFlush() async throws -> LSN? {
