@@ -504,9 +504,7 @@ public actor PostgresDestination: Destination {
         _ = await dropped.context.copying?.result
         guard !connection.isClosed else { return }
         do {
-            if dropped.context.targetTransactionOpen {
-                for try await _ in try await connection.query("ROLLBACK", logger: logger) {}
-            }
+            if dropped.context.targetTransactionOpen { try await Self.run("ROLLBACK", on: connection, logger: logger) }
             spareConnections.append(connection)
         } catch {
             try? await connection.close()
@@ -874,7 +872,8 @@ public actor PostgresDestination: Destination {
         }
     }
 
-    /// One statement on `connection`, from outside the actor (a COPY in flight).
+    /// One statement on `connection` outside the actor's `execute` (a COPY in flight, a
+    /// connection being set up or given back).
     private static func run(_ sql: String, on connection: PostgresConnection, logger: Logger) async throws {
         for try await _ in try await connection.query(PostgresQuery(unsafeSQL: sql), logger: logger) {}
     }
@@ -1197,9 +1196,9 @@ public actor PostgresDestination: Destination {
         }
         do {
             // The same text forms as the values Ferry decoded (keys are compared as text).
-            let settings = ["SET synchronous_commit = on"] + Pipeline.sessionSettings.split(separator: ";").map(String.init)
-            for setting in settings where !setting.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
-                try await run(setting, on: connection, logger: logger)
+            let statements = ["SET synchronous_commit = on"] + Pipeline.sessionSettings.split(separator: ";").map(String.init)
+            for statement in statements where !statement.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+                try await run(statement, on: connection, logger: logger)
             }
         } catch {
             try? await connection.close()
