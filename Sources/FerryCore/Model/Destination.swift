@@ -45,12 +45,18 @@ public protocol Destination: AnyObject, Sendable {
     /// hands over the text the source printed (``Value/unknown(typeOID:text:)``) without parsing
     /// it into a typed value.
     var takesSourceText: Bool { get }
+    /// Whether `write` and `flush` only await and never block their thread (no synchronous
+    /// file or network I/O; the default is no). When every destination says yes, the pipeline
+    /// takes small transactions on the replication connection's event loop, which saves the
+    /// hand-offs between threads on the way from the socket to the destination.
+    var neverBlocks: Bool { get }
 }
 
 extension Destination {
     public func acceptsBinaryCopyRows(for table: TableSchema) async throws -> Bool { false }
     public var acceptsStreamedTransactions: Bool { false }
     public var takesSourceText: Bool { false }
+    public var neverBlocks: Bool { false }
 }
 
 /// What a destination already has when the pipeline starts.

@@ -59,9 +59,12 @@ public final class Pipeline: Sendable {
                              fix: "give each destination a distinct URL")
         }
         monitor.configure(slot: configuration.slotName, publication: configuration.publicationName, destinations: names)
+        // Streaming runs on one event loop: the replication connection's, which destinations
+        // that connect while opening (or reconnect while streaming) use as well.
+        let streamExecutor = EventLoopTaskExecutor(PGConnection.nextEventLoop())
         var lanes: [DestinationLane] = []
         for destination in destinations {
-            let resume = try await destination.open()
+            let resume = try await EventLoopTaskExecutor.$current.withValue(streamExecutor) { try await destination.open() }
             let stored = try await state.destinationPosition(pipeline: configuration.name, destination: destination.name)
             lanes.append(DestinationLane(destination: destination, skipBelow: [resume.durablePosition, stored].compactMap { $0 }.max(),
                                          monitor: monitor))
@@ -83,7 +86,7 @@ public final class Pipeline: Sendable {
                         lane.skipAlreadyDurable()
                     }
                 }
-                let replication = try await PGConnection.connect(source, replication: .database,
+                let replication = try await PGConnection.connect(source, replication: .database, eventLoopGroup: streamExecutor.eventLoop,
                                                                  receiveBufferLimit: configuration.receiveBufferBytes, logger: logger)
                 connectedOnce = true
                 do {
@@ -314,34 +317,72 @@ public final class Pipeline: Sendable {
         // Deliver and flush whenever the stream goes quiet (low latency when idle), and while
         // changes keep coming at least every flushInterval (big batches under load).
         let flushPending = { [self] (final: Bool) in
-            try await self.deliver(pending.take(), to: lanes)
-            if pending.committedSinceFlush || final {
+            // When a flush follows at once, the delivery is written here rather than in flight
+            // (which would only add a task switch to the latency); in the middle of a
+            // transaction it goes in flight while the next changes are decoded.
+            let flushes = pending.committedSinceFlush || final
+            try await self.deliver(pending.take(), to: lanes, inline: flushes)
+            if flushes {
                 try await self.flush(lanes, stream: stream, heartbeat: pending.heartbeat, saveNow: final)
                 pending.heartbeat = nil
                 pending.committedSinceFlush = false
             }
             lastFlush = clock.now
         }
-        while let message = try await stream.next(onIdle: { try await flushPending(false) }) {
-            if case .message(let logical) = message.message, logical.prefix == SlotWatch.heartbeatPrefix {
-                // Our own heartbeat: it only moves the position.
-                if let end = message.message.unitEndLSN, !logical.isTransactional {
-                    pending.heartbeat = (end, pending.lastUnitEnd)
-                    pending.committedSinceFlush = true
-                }
-                continue
-            }
-            try decoder.append(message, to: &pending.events)
-            if let end = message.message.unitEndLSN {
-                pending.committedSinceFlush = true
-                pending.lastUnitEnd = end
-            }
-            if pending.events.count >= configuration.batchSize {
-                try await deliver(pending.take(), to: lanes)
-            }
-            if pending.committedSinceFlush && clock.now - lastFlush >= configuration.flushInterval {
+        // Where the stream is taken. Small transactions: on the replication connection's event
+        // loop, where the destination's connection lives too (EventLoopTaskExecutor), so a change
+        // goes from the socket to the destination without a hand-off between threads (each one
+        // a wake-up: on a busy machine the largest part of the latency). A stream that fills
+        // whole batches (a large transaction, a backlog): on the shared pool, where decoding
+        // runs beside the socket's reads on the other core. The mode changes at a full batch
+        // (busy) and at an idle flush of a small one (quiet). Destinations that may block their
+        // thread (file I/O) always run on the pool: an event loop must not block.
+        let loop = EventLoopTaskExecutor(replication.eventLoop)
+        let loopAllowed = lanes.allSatisfy { $0.destination.neverBlocks }
+        var busy = !loopAllowed
+        var modeChanged = false
+        let quietEvents = max(1, configuration.batchSize / 4)
+        let take = { [self] () async throws -> Bool in  // true: the stream ended
+            while let message = try await stream.next(onIdle: {
+                let small = pending.events.count < quietEvents
                 try await flushPending(false)
+                if busy && small && loopAllowed {
+                    busy = false
+                    modeChanged = true
+                }
+            }) {
+                if case .message(let logical) = message.message, logical.prefix == SlotWatch.heartbeatPrefix {
+                    // Our own heartbeat: it only moves the position.
+                    if let end = message.message.unitEndLSN, !logical.isTransactional {
+                        pending.heartbeat = (end, pending.lastUnitEnd)
+                        pending.committedSinceFlush = true
+                    }
+                    continue
+                }
+                try decoder.append(message, to: &pending.events)
+                if let end = message.message.unitEndLSN {
+                    pending.committedSinceFlush = true
+                    pending.lastUnitEnd = end
+                }
+                if pending.events.count >= configuration.batchSize {
+                    try await deliver(pending.take(), to: lanes)
+                    if !busy {
+                        busy = true
+                        modeChanged = true
+                    }
+                }
+                if pending.committedSinceFlush && clock.now - lastFlush >= configuration.flushInterval {
+                    try await flushPending(false)
+                }
+                if modeChanged {
+                    modeChanged = false
+                    return false
+                }
             }
+            return true
+        }
+        try await EventLoopTaskExecutor.$current.withValue(loop) {
+            while try await !withTaskExecutorPreference(busy ? globalConcurrentExecutor : loop, operation: take) {}
         }
         if let lost = watch.failure {
             try? await stream.stop()
@@ -352,15 +393,17 @@ public final class Pipeline: Sendable {
         logger.info("stopped", metadata: ["confirmed": "\(stream.feedback.flushed)"])
     }
 
-    private func deliver(_ events: [PipelineEvent], to lanes: [DestinationLane]) async throws {
+    /// Hands `events` to every destination; `inline`: written before this returns (when a
+    /// flush follows at once, a delivery in flight would only add a task switch to the latency).
+    private func deliver(_ events: [PipelineEvent], to lanes: [DestinationLane], inline: Bool = false) async throws {
         guard !events.isEmpty else { return }
         statistics.count(events)
         if lanes.count == 1 {
-            try await lanes[0].write(events)
+            try await lanes[0].write(events, inline: inline)
             return
         }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for lane in lanes { group.addTask { try await lane.write(events) } }
+            for lane in lanes { group.addTask { try await lane.write(events, inline: inline) } }
             try await group.waitForAll()
         }
     }
@@ -451,11 +494,12 @@ final class DestinationLane: @unchecked Sendable {
     /// the destination sees batches in order; its error surfaces at the next write or flush.
     private var inFlight: Task<Void, any Error>?
 
-    func write(_ events: [PipelineEvent]) async throws {
+    /// `inline`: written before this returns instead of in flight.
+    func write(_ events: [PipelineEvent], inline: Bool = false) async throws {
         try await finishInFlight()
         let filtered = filter(events)
         guard !filtered.isEmpty else { return }
-        let task = Task { [destination, monitor] in
+        let write = { @Sendable [destination, monitor] in
             do {
                 try await destination.write(filtered)
             } catch let error as FerryError {
@@ -465,6 +509,11 @@ final class DestinationLane: @unchecked Sendable {
             }
             monitor?.delivered(filtered, to: destination.name)
         }
+        if inline {
+            try await write()
+            return
+        }
+        let task = Task { try await write() }
         lock.withLock { inFlight = task }
     }
 
