@@ -418,7 +418,10 @@ public final class Pipeline: Sendable {
         if let position {
             monitor.durable(position, destination: lane.destination.name)
             if saveNow || lane.positionSaved.map({ ContinuousClock.now - $0 >= Self.positionSaveInterval }) ?? true {
-                try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+                // The state store may write a file (SQLite, fsync): never on the stream's event loop.
+                try await withTaskExecutorPreference(globalConcurrentExecutor) { [state, configuration] in
+                    try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+                }
                 lane.positionSaved = ContinuousClock.now
             }
         }
