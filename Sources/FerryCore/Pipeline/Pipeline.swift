@@ -344,6 +344,9 @@ public final class Pipeline: Sendable {
         let quietEvents = max(1, configuration.batchSize / 4)
         let take = { [self] () async throws -> Bool in  // true: the stream ended
             while let message = try await stream.next(onIdle: {
+                // In the middle of a transaction there is nothing to flush: its rest is on the
+                // way (a large one is delivered a batch at a time as it comes).
+                guard pending.committedSinceFlush else { return }
                 let small = pending.events.count < quietEvents
                 try await flushPending(false)
                 if busy && small && loopAllowed {
