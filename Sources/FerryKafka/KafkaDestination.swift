@@ -189,14 +189,22 @@ public actor KafkaDestination: Destination {
         let started = clock.now
         var lastWarning = started
         var pause = Duration.milliseconds(1)
-        producer.poll()
+        producer.flush(timeoutMilliseconds: 0)
         while producer.tracker.outstanding > 0 {
             try checkFailures(producer)
             if let limit, clock.now - started >= limit {
                 throw FerryError(.destination, "\(producer.tracker.outstanding) Kafka messages still undelivered after \(limit)")
             }
+            if clock.now - started < Self.briskWait {
+                // Acknowledgements come within a few milliseconds while the brokers are there:
+                // wait for them in librdkafka (1 ms at a time) instead of sleeping in steps, so
+                // the pipeline, which waits for this flush, goes on as soon as they are in.
+                if Task.isCancelled { try await backOff(&pause, producer) }
+                producer.flush(timeoutMilliseconds: 1)
+                continue
+            }
             try await backOff(&pause, producer)
-            producer.poll()
+            producer.flush(timeoutMilliseconds: 0)
             if clock.now - lastWarning >= .seconds(30) {
                 lastWarning = clock.now
                 logger.warning("waiting for Kafka to take \(producer.tracker.outstanding) messages; the pipeline waits with them (nothing is confirmed past them)",
@@ -377,6 +385,10 @@ public actor KafkaDestination: Destination {
             try await backOff(&pause, producer)
         }
     }
+
+    /// How long a flush waits in librdkafka before it sleeps between polls (a broker outage
+    /// must not keep a thread busy).
+    static let briskWait = Duration.milliseconds(50)
 
     /// Waits `pause` before polling again (1 ms doubling to 20 ms); a cancelled task stops.
     private func backOff(_ pause: inout Duration, _ producer: KafkaProducer) async throws {

@@ -124,6 +124,12 @@ final class KafkaProducer: @unchecked Sendable {
         _ = rd_kafka_poll(handle, timeoutMilliseconds)
     }
 
+    /// Sends the messages waiting for `linger.ms` now (librdkafka ignores it while flushing) and
+    /// serves delivery reports, waiting up to `timeoutMilliseconds` for the last one.
+    func flush(timeoutMilliseconds: Int32) {
+        _ = rd_kafka_flush(handle, timeoutMilliseconds)
+    }
+
     /// The fatal error of the idempotent producer, if one was raised.
     func fatalError() -> String? {
         var text = [CChar](repeating: 0, count: 512)
