@@ -385,7 +385,7 @@ public final class Pipeline: Sendable {
             return true
         }
         try await EventLoopTaskExecutor.$current.withValue(loop) {
-            while try await !withTaskExecutorPreference(busy ? globalConcurrentExecutor : loop, operation: take) {}
+            while try await !withTaskExecutorPreference(busy ? nil : loop, operation: take) {}
         }
         if let lost = watch.failure {
             try? await stream.stop()
