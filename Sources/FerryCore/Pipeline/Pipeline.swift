@@ -317,9 +317,9 @@ public final class Pipeline: Sendable {
         // Deliver and flush whenever the stream goes quiet (low latency when idle), and while
         // changes keep coming at least every flushInterval (big batches under load).
         let flushPending = { [self] (final: Bool) in
-            // When a flush follows at once, the delivery is written here rather than in flight
-            // (which would only add a task switch to the latency); in the middle of a
-            // transaction it goes in flight while the next changes are decoded.
+            // A flush follows at once (a commit came since the last one, or the stream ends), so
+            // the delivery is written here rather than in flight, which would only add a task
+            // switch to the latency.
             let flushes = pending.committedSinceFlush || final
             try await self.deliver(pending.take(), to: lanes, inline: flushes)
             if flushes {
