@@ -1152,7 +1152,13 @@ public actor PostgresDestination: Destination {
     }
 
     private func commitPending() async throws {
-        guard targetTransactionOpen else { return }
+        guard targetTransactionOpen else {
+            // Source transactions with nothing for the target (PostgreSQL 14 sends those of
+            // unpublished tables): everything up to them is committed, so they are durable
+            // as they are. Not writing their position only means a restart may see them again.
+            if transaction == nil, let applied = appliedPosition, durablePosition.map({ applied > $0 }) ?? true { durablePosition = applied }
+            return
+        }
         if beginPending, try await commitInOneStatement() { return }
         try await applyRun()
         if let applied = appliedPosition, applied != durablePosition {

@@ -77,6 +77,13 @@ import Testing
             #expect(try await target.psql("SELECT id, v FROM a ORDER BY id") == "1|y\n2|z")
             #expect(try await Self.storedPosition(target) == Self.transaction(4).end.description)
 
+            // A transaction with nothing for the target is durable at once (nothing is open),
+            // without a round trip: the stored position stays, and moves with the next change.
+            try await destination.write(Self.events(5, []))
+            #expect(try await destination.flush() == Self.transaction(5).end)
+            #expect(await destination.oneStatementCommits == 1)
+            #expect(try await Self.storedPosition(target) == Self.transaction(4).end.description)
+
             // The same statements again (prepared once on this connection), many rows of one table.
             for n in UInt64(6)...8 {
                 try await destination.write(Self.events(n, (0..<50).map { .insert(table: Self.b, row: [.int32(Int32(n * 100) + $0), .int32($0)]) }))
