@@ -667,7 +667,7 @@ public actor PostgresDestination: Destination {
         var returned: [(key: [String?], inserted: Bool?)] = []
         for row in try await repeatedStatement(statement.sql, statement.parameters) {
             let (key, inserted) = try row.decode((String, String?).self)
-            returned.append((Self.keyFromJSON(key), inserted.map { $0 == "true" }))
+            returned.append(Self.touched(key: key, inserted: inserted))
         }
         try settle(statement, returned: returned)
     }
@@ -744,6 +744,11 @@ public actor PostgresDestination: Destination {
             return RunStatement(sql: sql, parameters: parameters, returnsRows: true, kind: .delete, quotedTable: target.quotedName,
                                 deletedKeys: current.rows.map { target.key(of: $0, schema: current.schema) })
         }
+    }
+
+    /// One RETURNING row of a run (`ferry_key`, `ferry_inserted`): the key, and whether the row was inserted.
+    static func touched(key: String, inserted: String?) -> (key: [String?], inserted: Bool?) {
+        (keyFromJSON(key), inserted.map { $0 == "true" })
     }
 
     /// Counts (and, under ``ConflictPolicy/stop``, refuses) the conflicts a run's RETURNING rows show.
@@ -1225,7 +1230,7 @@ public actor PostgresDestination: Destination {
             for row in try await repeatedStatement(sql, parameters) {
                 let (index, key, inserted) = try row.decode((String, String, String?).self)
                 guard let index = Int(index), returned.indices.contains(index) else { continue }
-                returned[index].append((Self.keyFromJSON(key), inserted.map { $0 == "true" }))
+                returned[index].append(Self.touched(key: key, inserted: inserted))
             }
         }
         pendingRows = 0
@@ -1415,12 +1420,19 @@ public actor PostgresDestination: Destination {
 
     // MARK: Statements
 
-    /// Runs one statement; returns the rows it returned (use RETURNING to count).
-    @discardableResult
-    private func execute(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> Int {
+    /// The connection, ready for this context's next statement: the COPY in flight finished,
+    /// the pending BEGIN sent.
+    private func readyConnection() async throws -> PostgresConnection {
         try await finishCopy()
         try await sendPendingBegin()
         guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        return connection
+    }
+
+    /// Runs one statement; returns the rows it returned (use RETURNING to count).
+    @discardableResult
+    private func execute(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> Int {
+        let connection = try await readyConnection()
         let rows = try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger)
         var count = 0
         for try await _ in rows { count += 1 }
@@ -1428,9 +1440,7 @@ public actor PostgresDestination: Destination {
     }
 
     private func queryRows(_ sql: String, _ bindings: PostgresBindings = PostgresBindings()) async throws -> [PostgresRow] {
-        try await finishCopy()
-        try await sendPendingBegin()
-        guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        let connection = try await readyConnection()
         var result: [PostgresRow] = []
         for try await row in try await connection.query(PostgresQuery(unsafeSQL: sql, binds: bindings), logger: logger) {
             result.append(row)
@@ -1443,9 +1453,7 @@ public actor PostgresDestination: Destination {
     /// planned once per connection (for small flushes that is about half the target's work);
     /// elsewhere, or past ``preparedLimit`` statements, as an unnamed one.
     private func repeatedStatement(_ sql: String, _ parameters: [String]) async throws -> [PostgresRow] {
-        try await finishCopy()
-        try await sendPendingBegin()
-        guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
+        let connection = try await readyConnection()
         var prepared = activeStream == nil ? preparedStatements[sql] : nil
         if prepared == nil, activeStream == nil, preparedStatements.count < Self.preparedLimit {
             prepared = try await connection.prepare(query: sql).get()

@@ -316,17 +316,14 @@ public final class Pipeline: Sendable {
 
         // Deliver and flush whenever the stream goes quiet (low latency when idle), and while
         // changes keep coming at least every flushInterval (big batches under load).
+        // Called once a commit came since the last flush, or at the end of the stream.
         let flushPending = { [self] (final: Bool) in
-            // A flush follows at once (a commit came since the last one, or the stream ends), so
-            // the delivery is written here rather than in flight, which would only add a task
-            // switch to the latency.
-            let flushes = pending.committedSinceFlush || final
-            try await self.deliver(pending.take(), to: lanes, inline: flushes)
-            if flushes {
-                try await self.flush(lanes, stream: stream, heartbeat: pending.heartbeat, saveNow: final)
-                pending.heartbeat = nil
-                pending.committedSinceFlush = false
-            }
+            // The flush follows at once, so the delivery is written here rather than in flight,
+            // which would only add a task switch to the latency.
+            try await self.deliver(pending.take(), to: lanes, inline: true)
+            try await self.flush(lanes, stream: stream, heartbeat: pending.heartbeat, saveNow: final)
+            pending.heartbeat = nil
+            pending.committedSinceFlush = false
             lastFlush = clock.now
         }
         // Where the stream is taken. Small transactions: on the replication connection's event
