@@ -123,10 +123,12 @@ public actor PostgresDestination: Destination {
     private var runs: [Run] = []
     private var runRows = 0
     /// The COPY in flight on `connection` (see ``copyNewRows(_:columns:into:)``).
-    private var copying: Task<(copied: Int, redo: Run?), any Error>?
+    private var copying: CopyInFlight?
     private var connectionNumber = 0
     /// Rows written with COPY (large runs of new rows, snapshot rows) rather than upserts.
     public private(set) var copiedRows = 0
+    /// COPY statements of decoded rows started (each takes the runs of one table that follow).
+    public private(set) var copies = 0
     /// Snapshot rows that came undecoded (binary COPY tuples), whether COPY or the upsert took them.
     public private(set) var undecodedRows = 0
     /// Streamed in-progress transactions: blocks applied, transactions committed and aborted,
@@ -198,6 +200,7 @@ public actor PostgresDestination: Destination {
         // Not closed by its owner (a failed run): close it now; the closure keeps the
         // connection alive until its channel is closed.
         let others = streamed.values.compactMap(\.context.connection) + spareConnections + [parked?.connection].compactMap { $0 }
+        for copy in [copying, parked?.copying].compactMap({ $0 }) + streamed.values.compactMap(\.context.copying) { copy.feed.finish() }
         for connection in [connection].compactMap({ $0 }) + others {
             connection.close().whenComplete { _ in _ = connection }
         }
@@ -393,7 +396,7 @@ public actor PostgresDestination: Destination {
         var runs: [Run] = []
         var runRows = 0
         var pendingRows = 0
-        var copying: Task<(copied: Int, redo: Run?), any Error>?
+        var copying: CopyInFlight?
     }
 
     private struct StreamedTransaction {
@@ -506,7 +509,7 @@ public actor PostgresDestination: Destination {
     private func discardStreamed(_ xid: UInt32) async {
         guard let dropped = streamed.removeValue(forKey: xid), let connection = dropped.context.connection else { return }
         targets.removeAll()
-        _ = await dropped.context.copying?.result
+        _ = await dropped.context.copying?.end()
         guard !connection.isClosed else { return }
         do {
             if dropped.context.targetTransactionOpen && !dropped.context.beginPending { try await Self.run("ROLLBACK", on: connection, logger: logger) }
@@ -524,7 +527,7 @@ public actor PostgresDestination: Destination {
         spareConnections.removeAll()
         if !connections.isEmpty { targets.removeAll() }
         for connection in connections { try? await connection.close() }
-        for copy in copies { _ = await copy.result }
+        for copy in copies { _ = await copy.end() }
     }
 
     private func streamConnection() async throws -> PostgresConnection {
@@ -655,13 +658,24 @@ public actor PostgresDestination: Destination {
     private func apply(_ current: Run, tryCopy: Bool = true) async throws {
         let target = try await target(for: current.schema)
         // A large run of new rows (the snapshot, a bulk insert) goes in with COPY, inside a
-        // savepoint, while the next changes are decoded; if a key is already there (a resumed
-        // snapshot chunk, a replay, a key twice in the run) the savepoint is rolled back and
-        // the rows take the upsert below (``finishCopy()``).
-        if tryCopy, current.kind == .upsert, !target.isKeyless, current.rows.count >= Self.copyThreshold,
-           current.origins.allSatisfy({ $0 != .update }),
-           try await copyNewRows(current, columns: target.mapping(for: current.schema).filter { $0.target != nil }, into: target) {
-            return
+        // savepoint, while the next changes are decoded; the next runs of new rows of the same
+        // table continue it (``CopyInFlight``). If a key is already there (a resumed snapshot
+        // chunk, a replay, a key twice in the rows) the savepoint is rolled back and the rows
+        // take the upsert below (``finishCopy()``).
+        if tryCopy, current.kind == .upsert, !target.isKeyless, current.origins.allSatisfy({ $0 != .update }) {
+            if var open = copying, open.table == current.table, open.schema === current.schema,
+               open.rows + current.rows.count <= max(options.commitRows, Self.copyThreshold) {
+                copying = nil
+                open.feed.yield(current.rows)
+                open.runs.append(current)
+                open.rows += current.rows.count
+                copying = open
+                return
+            }
+            if current.rows.count >= Self.copyThreshold,
+               try await copyNewRows(current, columns: target.mapping(for: current.schema).filter { $0.target != nil }, into: target) {
+                return
+            }
         }
         let statement = try Self.statement(for: current, into: target, parametersAfter: 0)
         var returned: [(key: [String?], inserted: Bool?)] = []
@@ -824,10 +838,33 @@ public actor PostgresDestination: Destination {
 
     static let copyThreshold = 200
 
-    /// Starts COPY … FROM STDIN (text format) of a run of rows none of which should exist yet,
-    /// inside a savepoint; the copy runs while the destination takes the next changes, and
-    /// every statement on the connection waits for it first (``finishCopy()``). Returns false
-    /// when COPY cannot name the table (the caller upserts instead).
+    /// A COPY … FROM STDIN (text format) on a context's connection, inside the savepoint
+    /// `ferry_copy`: the rows of runs are fed to it while the destination takes the next
+    /// changes, and the next runs of new rows of the same table go on in it (up to
+    /// `commitRows` rows) rather than each paying for a COPY of its own (the round trips of
+    /// the savepoint and the COPY, and the target waiting while the next run is gathered).
+    /// It keeps the runs it took: if a key is already there the savepoint is rolled back and
+    /// they are upserted (``finishCopy()``). Every other statement on the connection waits for
+    /// it first (``readyConnection()``).
+    struct CopyInFlight {
+        let table: String
+        let schema: TableSchema
+        /// Rows for the COPY, in order; ``end()`` finishes it.
+        let feed: AsyncStream<[Row]>.Continuation
+        /// True when the rows went in; false when a key was already there (rolled back).
+        let task: Task<Bool, any Error>
+        var runs: [Run]
+        var rows: Int
+
+        /// Ends the feed and waits for the COPY.
+        func end() async -> Result<Bool, any Error> {
+            feed.finish()
+            return await task.result
+        }
+    }
+
+    /// Starts a COPY of a run of rows none of which should exist yet (``CopyInFlight``).
+    /// Returns false when COPY cannot name the table (the caller upserts instead).
     private func copyNewRows(_ run: Run, columns: [(source: Int, target: Int?)], into target: Target) async throws -> Bool {
         // postgres-nio writes COPY "table" ("column", …) without escaping and without a schema:
         // names with a double quote take the upsert, and the schema comes from search_path.
@@ -838,42 +875,50 @@ public actor PostgresDestination: Destination {
         guard let connection, !connection.isClosed else { throw FerryError(.destination, "the connection to \(name) is closed") }
         let sources = columns.map(\.source)
         let table = target.table, logger = self.logger
-        copying = Task {
+        let (stream, feed) = AsyncStream<[Row]>.makeStream()
+        feed.yield(run.rows)
+        let task = Task {
             do {
                 try await connection.copyFrom(table: table, columns: names, format: .text(.init()), logger: logger) { writer in
                     var text: [UInt8] = []
                     text.reserveCapacity(1 << 20)
                     var scratch: [UInt8] = []
-                    var next = run.rows.startIndex
-                    while next < run.rows.endIndex {
-                        let end = min(next + 2_000, run.rows.endIndex)
-                        text.removeAll(keepingCapacity: true)
-                        Self.appendCopyText(run.rows[next..<end], sources: sources, to: &text, scratch: &scratch)
-                        try await writer.write(ByteBuffer(bytes: text))
-                        next = end
+                    for await rows in stream {
+                        var next = rows.startIndex
+                        while next < rows.endIndex {
+                            let end = min(next + 2_000, rows.endIndex)
+                            text.removeAll(keepingCapacity: true)
+                            Self.appendCopyText(rows[next..<end], sources: sources, to: &text, scratch: &scratch)
+                            try await writer.write(ByteBuffer(bytes: text))
+                            next = end
+                        }
                     }
                 }
             } catch let error as PSQLError where error.serverInfo?[.sqlState] == "23505" {
                 // Rolling back to the savepoint also undoes SET LOCAL.
                 try await Self.run("ROLLBACK TO SAVEPOINT ferry_copy", on: connection, logger: logger)
                 try await Self.run("RELEASE SAVEPOINT ferry_copy", on: connection, logger: logger)
-                return (copied: 0, redo: run)
+                return false
             }
             try await Self.run("SET LOCAL search_path TO DEFAULT", on: connection, logger: logger)
             try await Self.run("RELEASE SAVEPOINT ferry_copy", on: connection, logger: logger)
-            return (copied: run.rows.count, redo: nil)
+            return true
         }
+        copying = CopyInFlight(table: run.table, schema: run.schema, feed: feed, task: task, runs: [run], rows: run.rows.count)
+        copies += 1
         return true
     }
 
-    /// Waits for the COPY in flight on this context's connection (and throws its error); a run
-    /// it could not copy (a key already there) is upserted now.
+    /// Waits for the COPY in flight on this context's connection (and throws its error); the
+    /// runs it could not copy (a key already there) are upserted now.
     private func finishCopy() async throws {
-        guard let task = copying else { return }
+        guard let open = copying else { return }
         copying = nil
-        let done = try await task.value
-        copiedRows += done.copied
-        if let redo = done.redo { try await apply(redo, tryCopy: false) }
+        if try await open.end().get() {
+            copiedRows += open.rows
+        } else {
+            for run in open.runs { try await apply(run, tryCopy: false) }
+        }
     }
 
     /// Rows as COPY text lines: tab between columns, `\N` for NULL, backslash, tab, newline
@@ -1246,7 +1291,7 @@ public actor PostgresDestination: Destination {
         leaveStream()
         await closeStreamedConnections()
         // The COPY in flight ends (it may be what failed) before anything else is sent.
-        _ = await copying?.result
+        _ = await copying?.end()
         copying = nil
         // A query on a closed postgres-nio connection can wait forever: only roll back on a
         // connection that is still there (a lost one rolled back by itself).
@@ -1366,6 +1411,7 @@ public actor PostgresDestination: Destination {
     private func forgetUncommitted() {
         targetTransactionOpen = false
         beginPending = false
+        copying?.feed.finish()
         copying = nil
         runs = []
         runRows = 0

@@ -31,8 +31,9 @@ func firstDifference(_ left: String, _ right: String) -> String {
 }
 
 func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [String], snapshot: PipelineConfiguration.SnapshotMode = .initial,
-                      once: Bool = true, state: MemoryStateStore, targetURL: String? = nil) throws -> (Pipeline, PostgresDestination) {
-    let destination = try PostgresDestination(url: targetURL ?? target.url, pipeline: source.name, logger: testLogger())
+                      once: Bool = true, state: MemoryStateStore, targetURL: String? = nil,
+                      options: PostgresDestination.Options? = nil) throws -> (Pipeline, PostgresDestination) {
+    let destination = try PostgresDestination(url: targetURL ?? target.url, pipeline: source.name, options: options, logger: testLogger())
     let configuration = PipelineConfiguration(name: source.name, source: try ConnectionConfiguration.parse(source.url),
                                               tables: tables, snapshot: snapshot, once: once)
     return (Pipeline(configuration: configuration, destinations: [destination], state: state, logger: quietLogger()), destination)
@@ -198,6 +199,51 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
                 #expect(await secondDestination.copiedRows == 1000, "the bulk insert went in with COPY")
                 #expect(try await rowTexts(target, "bulk") == (try await rowTexts(source, "bulk")))
                 #expect(try await target.psql("SELECT count(*) FROM bulk WHERE t LIKE E'%\\t%'") == "2800")
+            }
+        }
+    }
+
+    /// The runs of a bulk insert go on in one COPY (the runs are of `batchRows` rows; the COPY
+    /// takes up to `commitRows`), and the rest of the transaction (updates of the new rows)
+    /// comes after it; a key already on the target in a later run sends every run of that COPY
+    /// through the upsert.
+    @Test func runsOfNewRowsGoOnInOneCopy() async throws {
+        try await withTestDatabase(.trust, prefix: "pgsrc") { source in
+            try await withTestDatabase(.trust, prefix: "pgdst") { target in
+                try await source.psql("CREATE TABLE spans (id int PRIMARY KEY, v text)")
+                var options = PostgresDestination.Options()
+                options.batchRows = 500
+                options.commitRows = 10_000
+                options.streamInProgress = false
+                let state = MemoryStateStore()
+                let (first, _) = try postgresPipeline(source, target, tables: ["public.spans"], state: state, options: options)
+                try await first.run()
+
+                try await source.psql("""
+                    BEGIN;
+                    INSERT INTO spans SELECT g, 'row ' || g FROM generate_series(1, 3000) g;
+                    UPDATE spans SET v = 'updated' WHERE id % 100 = 0;
+                    INSERT INTO spans SELECT g, E'tab\\t ' || g FROM generate_series(3001, 3300) g;
+                    COMMIT
+                    """)
+                let (second, secondDestination) = try postgresPipeline(source, target, tables: ["public.spans"], state: state, options: options)
+                try await second.run()
+                #expect(try await rowTexts(target, "spans") == (try await rowTexts(source, "spans")))
+                #expect(try await target.psql("SELECT count(*) FROM spans WHERE v = 'updated'") == "30")
+                // The update joins the run of the last 300 inserts (a run of upserts), which is not
+                // all new rows: it waits for the COPY and takes the upsert.
+                #expect(await secondDestination.copies == 1, "one COPY for the six runs before the update")
+                #expect(await secondDestination.copiedRows == 3000)
+
+                // Row 5200 is on the target already: the fourth run of the next COPY meets it.
+                try await target.psql("INSERT INTO spans VALUES (5200, 'stale')")
+                try await source.psql("INSERT INTO spans SELECT g, 'next ' || g FROM generate_series(4001, 6000) g")
+                let (third, thirdDestination) = try postgresPipeline(source, target, tables: ["public.spans"], state: state, options: options)
+                try await third.run()
+                #expect(try await rowTexts(target, "spans") == (try await rowTexts(source, "spans")))
+                #expect(await thirdDestination.copies == 1)
+                #expect(await thirdDestination.copiedRows == 0, "the COPY was rolled back; its four runs were upserted")
+                #expect(await thirdDestination.conflicts[.insertExists] == 1)
             }
         }
     }
