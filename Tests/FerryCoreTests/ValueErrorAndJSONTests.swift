@@ -1,5 +1,6 @@
 import FerryCore
 import NIOCore
+import PGOutput
 import Testing
 
 /// Malformed input gives typed errors (never a trap), and the JSON rendering.
@@ -94,6 +95,24 @@ import Testing
             try plainDecoder.decode(typeOID: TypeOID.text, format: .text, bytes: ByteBuffer(bytes: [0x61, 0xC3]))
         }
         #expect(error?.code == .invalidEncoding)
+    }
+
+    /// The source text a destination takes as it is (``ValueDecoder/keepsSourceText``) is
+    /// checked for UTF-8 at every length (eight bytes at a time, then the rest).
+    @Test func sourceTextIsCheckedForUTF8() throws {
+        let decoder = ValueDecoder(keepsSourceText: true)
+        for text in ["", "a", "1234567", "12345678", "123456789", "2024-01-12 13:46:40+00", "prix 12,50 €", "ünï 12345678", "12345678ü"] {
+            let value = try decoder.decode(.text(ByteBuffer(string: text)), typeOID: TypeOID.text)
+            #expect(value == .unknown(typeOID: TypeOID.text, text: text))
+        }
+        let invalid: [[UInt8]] = [[0xFF], Array("1234567".utf8) + [0xC3], Array("12345678".utf8) + [0x80] + Array("abc".utf8),
+                                  Array("abcdefgh".utf8) + [0xED, 0xA0, 0x80]]
+        for bytes in invalid {
+            let error = #expect(throws: ValueDecodingError.self) {
+                try decoder.decode(.text(ByteBuffer(bytes: bytes)), typeOID: TypeOID.text)
+            }
+            #expect(error?.code == .invalidEncoding, "\(bytes)")
+        }
     }
 
     @Test func errorDescriptionLeavesValuesOut() throws {

@@ -146,7 +146,8 @@ public final class PipelineMonitor: Sendable {
         var rows: [String: Int] = [:]
         var commits: [(LSN, PostgresTimestamp)] = []
         // Counted by table object and kind (cheap to hash); names are made once per batch.
-        struct TallyKey: Hashable { var table: ObjectIdentifier; var op: String }
+        enum Op: String { case insert, update, delete }
+        struct TallyKey: Hashable { var table: ObjectIdentifier; var op: Op }
         struct Tally {
             var table: TableSchema
             var count = 0
@@ -155,21 +156,29 @@ public final class PipelineMonitor: Sendable {
         }
         var changeTallies: [TallyKey: Tally] = [:]
         var snapshotTallies: [ObjectIdentifier: Tally] = [:]
+        // The run of changes of one table and kind being counted (most batches are long runs):
+        // added to changeTallies when another starts, so most changes are not hashed.
+        var current: (key: TallyKey, tally: Tally)?
         for event in events {
             switch event {
             case .change(let change, _):
-                let (table, op, size): (TableSchema, String, Int)
+                let (table, op, size): (TableSchema, Op, Int)
                 switch change {
-                case .insert(let t, let row): (table, op, size) = (t, "insert", Self.size(of: row))
-                case .update(let t, _, _, let row): (table, op, size) = (t, "update", Self.size(of: row))
-                case .delete(let t, let old, _): (table, op, size) = (t, "delete", Self.size(of: old))
+                case .insert(let t, let row): (table, op, size) = (t, .insert, Self.size(of: row))
+                case .update(let t, _, _, let row): (table, op, size) = (t, .update, Self.size(of: row))
+                case .delete(let t, let old, _): (table, op, size) = (t, .delete, Self.size(of: old))
                 case .truncate(let tables, _, _):
                     let names = tables.map(\.qualifiedName).joined(separator: ",")
                     changes[names + "\u{0}truncate", default: 0] += 1
                     bytes[names, default: 0] += 0  // the series exists, as for other changes
                     continue
                 }
-                changeTallies[TallyKey(table: ObjectIdentifier(table), op: op), default: Tally(table: table)].add(size)
+                if let run = current, run.key.table == ObjectIdentifier(table), run.key.op == op {
+                    current!.tally.add(size)
+                } else {
+                    if let run = current { changeTallies[run.key, default: Tally(table: run.tally.table)].add(run.tally.bytes, rows: run.tally.count) }
+                    current = (TallyKey(table: ObjectIdentifier(table), op: op), Tally(table: table, count: 1, bytes: size))
+                }
             case .commit(let info, let end), .streamCommit(let info, let end):
                 transactions += 1
                 commits.append((end, info.commitTime))
@@ -181,8 +190,9 @@ public final class PipelineMonitor: Sendable {
                 break
             }
         }
+        if let run = current { changeTallies[run.key, default: Tally(table: run.tally.table)].add(run.tally.bytes, rows: run.tally.count) }
         for (key, tally) in changeTallies {
-            changes[tally.table.qualifiedName + "\u{0}" + key.op, default: 0] += tally.count
+            changes[tally.table.qualifiedName + "\u{0}" + key.op.rawValue, default: 0] += tally.count
             bytes[tally.table.qualifiedName, default: 0] += tally.bytes
         }
         for tally in snapshotTallies.values {
