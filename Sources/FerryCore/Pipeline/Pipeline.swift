@@ -418,10 +418,18 @@ public final class Pipeline: Sendable {
         if let position {
             monitor.durable(position, destination: lane.destination.name)
             if saveNow || lane.positionSaved.map({ ContinuousClock.now - $0 >= Self.positionSaveInterval }) ?? true {
-                // The state store may write a file (SQLite, fsync): never on the stream's event loop.
-                try await withTaskExecutorPreference(globalConcurrentExecutor) { [state, configuration] in
-                    try await state.saveDestinationPosition(pipeline: configuration.name, destination: lane.destination.name, position: position)
+                // The previous save (a second ago) has normally ended; its error surfaces here.
+                if let previous = lane.positionSave {
+                    lane.positionSave = nil
+                    try await previous.value
                 }
+                // The state store may write a file (SQLite, fsync): never on the stream's event
+                // loop, and not waited for unless `saveNow`: the stream goes on meanwhile (the
+                // hop to another thread and back cost changes arriving then milliseconds).
+                let save = Task(executorPreference: globalConcurrentExecutor) { [state, configuration, name = lane.destination.name] in
+                    try await state.saveDestinationPosition(pipeline: configuration.name, destination: name, position: position)
+                }
+                if saveNow { try await save.value } else { lane.positionSave = save }
                 lane.positionSaved = ContinuousClock.now
             }
         }
@@ -482,6 +490,8 @@ final class DestinationLane: @unchecked Sendable {
     private(set) var durable: LSN?
     /// When the durable position was last written to the state store (the pipeline's task only).
     var positionSaved: ContinuousClock.Instant?
+    /// That write, if not waited for (the pipeline's task only).
+    var positionSave: Task<Void, any Error>?
     private let lock = NSLock()
     private let monitor: PipelineMonitor?
 
