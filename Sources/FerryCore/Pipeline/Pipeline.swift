@@ -287,6 +287,13 @@ public final class Pipeline: Sendable {
         // In-progress transactions are streamed (a large one is applied while it runs at the
         // source) when every destination takes them and the server can (PostgreSQL 14+).
         let streaming = replication.serverVersionNumber >= 140_000 && lanes.allSatisfy { $0.destination.acceptsStreamedTransactions }
+        if streaming, let kilobytes = configuration.streamingWorkMemoryKB {
+            // pg_settings gives this setting in kB.
+            _ = try await replication.simpleQuery("""
+                SELECT set_config('logical_decoding_work_mem', '\(kilobytes)kB', false) FROM pg_settings
+                WHERE name = 'logical_decoding_work_mem' AND setting::bigint > \(kilobytes)
+                """)
+        }
         let stream = try await replication.startReplication(
             slot: record.slot, start: record.consistentPoint,
             options: PGOutputOptions(publications: [record.publication], messages: true, streaming: streaming ? .on : .off),

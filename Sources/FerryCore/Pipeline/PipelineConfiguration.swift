@@ -35,6 +35,13 @@ public struct PipelineConfiguration: Sendable {
     /// to send does not decode, so a smaller buffer makes decoding and applying take turns
     /// (a 1,000,000-row transaction into Postgres: 20.5 s with 4 MB, 15.3 s with 64 MB here).
     public var receiveBufferBytes: Int
+    /// While in-progress transactions are streamed: the most reorder-buffer memory (kB) the
+    /// replication session's walsender holds before it streams the largest transaction
+    /// (`logical_decoding_work_mem`, lowered to this for the session when the server's is
+    /// higher; nil: the server's). Smaller than the server's default 64 MB, a large transaction
+    /// starts reaching the destination sooner and less of it is left to send after its COMMIT
+    /// (a 1,000,000-row insert into Postgres: applied about 0.2 s sooner with 8 MB here).
+    public var streamingWorkMemoryKB: Int? = 8 << 10
     /// Reconnect with backoff after the source connection drops (nil: fail at once).
     public var reconnect: ReconnectPolicy? = ReconnectPolicy()
     /// Emit `pg_logical_emit_message` this often on the source, so a slot whose published
