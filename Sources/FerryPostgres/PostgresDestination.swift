@@ -635,7 +635,7 @@ public actor PostgresDestination: Destination {
     private func add(_ kind: RunKind, schema: TableSchema, row: Row, origin: Origin) async throws {
         // The table's latest run takes the row if it is of the same kind; otherwise a new run
         // of this table starts (after every run already pending).
-        let last = runs.lastIndex { $0.table == schema.qualifiedName }
+        let last = runs.last?.schema === schema ? runs.count - 1 : runs.lastIndex { $0.table == schema.qualifiedName }
         if let last, runs[last].kind == kind, runs[last].schema === schema {
             runs[last].rows.append(row)
             runs[last].origins.append(origin)
@@ -681,7 +681,7 @@ public actor PostgresDestination: Destination {
         var returned: [(key: [String?], inserted: Bool?)] = []
         for row in try await repeatedStatement(statement.sql, statement.parameters) {
             let (key, inserted) = try row.decode((String, String?).self)
-            returned.append(Self.touched(key: key, inserted: inserted))
+            returned.append(Self.touched(key: key, inserted: inserted, keyIsJSON: statement.keyIsJSON))
         }
         try settle(statement, returned: returned)
     }
@@ -696,6 +696,8 @@ public actor PostgresDestination: Destination {
         /// One text[] literal per unnest column.
         var parameters: [String]
         var returnsRows: Bool
+        /// `ferry_key` is a JSON array of texts (several key columns), else the key's one text.
+        var keyIsJSON: Bool
         var kind: RunKind
         var quotedTable: String
         /// Upserts: what the target should hold before the statement, by key (the first change
@@ -706,11 +708,11 @@ public actor PostgresDestination: Destination {
     }
 
     static func statement(for current: Run, into target: Target, parametersAfter base: Int) throws -> RunStatement {
-        // Each source column's place in the target (by name).
-        let mapping = target.mapping(for: current.schema)
+        let shape = try target.shapes.shape(of: current.schema, kind: current.kind, parametersAfter: base) {
+            try Self.shape(of: current.schema, kind: current.kind, into: target, parametersAfter: base)
+        }
         switch current.kind {
         case .upsert:
-            let columns = mapping.filter { $0.target != nil }
             var rows = current.rows
             var expected: [[String?]: Origin] = [:]
             if !target.isKeyless {
@@ -718,11 +720,64 @@ public actor PostgresDestination: Destination {
                 var seen: [[String?]: Int] = [:]
                 var kept: [Row] = []
                 for (row, origin) in zip(rows, current.origins) {
-                    let key = target.key(of: row, schema: current.schema)
+                    let key = Target.key(of: row, sources: shape.keySources)
                     if let at = seen[key] { kept[at] = row } else { seen[key] = kept.count; kept.append(row); expected[key] = origin }
                 }
                 rows = kept
             }
+            return RunStatement(sql: shape.sql, parameters: shape.parameterSources.map { arrayLiteral(rows, column: $0) },
+                                returnsRows: !target.isKeyless, keyIsJSON: shape.keyIsJSON, kind: .upsert,
+                                quotedTable: target.quotedName, expected: expected)
+        case .delete:
+            return RunStatement(sql: shape.sql, parameters: shape.parameterSources.map { arrayLiteral(current.rows, column: $0) },
+                                returnsRows: true, keyIsJSON: shape.keyIsJSON, kind: .delete, quotedTable: target.quotedName,
+                                deletedKeys: current.rows.map { Target.key(of: $0, sources: shape.keySources) })
+        }
+    }
+
+    /// What a run's statement is made of apart from its rows: the same for every run of a table
+    /// (a source definition), kind and first parameter number, so it is made once per target
+    /// table (``Target/shapes``).
+    struct StatementShape {
+        var sql: String
+        /// The source column of each parameter (one text[] per unnest column).
+        var parameterSources: [Int]
+        /// The source column of each key column (nil: the source lacks it).
+        var keySources: [Int?]
+        /// `ferry_key` is a JSON array of the key's texts (several key columns) rather than the text.
+        var keyIsJSON: Bool
+    }
+
+    /// The statement shapes of one target table, by source definition, kind and first parameter
+    /// number (a handful: the cache is emptied past 64).
+    final class StatementShapes {
+        private struct Key: Hashable {
+            var schema: ObjectIdentifier
+            var kind: RunKind
+            var base: Int
+        }
+        // The schema is kept with its shape: its identifier cannot be reused while it is here.
+        private var entries: [Key: (schema: TableSchema, shape: StatementShape)] = [:]
+
+        func shape(of schema: TableSchema, kind: RunKind, parametersAfter base: Int,
+                   make: () throws -> StatementShape) rethrows -> StatementShape {
+            let key = Key(schema: ObjectIdentifier(schema), kind: kind, base: base)
+            if let entry = entries[key], entry.schema === schema { return entry.shape }
+            let shape = try make()
+            if entries.count >= 64 { entries.removeAll() }
+            entries[key] = (schema, shape)
+            return shape
+        }
+    }
+
+    static func shape(of schema: TableSchema, kind: RunKind, into target: Target, parametersAfter base: Int) throws -> StatementShape {
+        // Each source column's place in the target (by name).
+        let mapping = target.mapping(for: schema)
+        let keySources = target.keyColumns.map { keyColumn in mapping.first { $0.target == keyColumn }?.source }
+        let keyIsJSON = target.keyColumns.count != 1
+        switch kind {
+        case .upsert:
+            let columns = mapping.filter { $0.target != nil }
             let names = columns.map { SQLQuoting.identifier(target.columns[$0.target!].name) }
             let selects = columns.enumerated().map { index, column in
                 "v.c\(index)::\(target.columns[column.target!].castType)"
@@ -737,32 +792,30 @@ public actor PostgresDestination: Destination {
                 sql += " ON CONFLICT (\(keyNames.joined(separator: ", "))) "
                 sql += updates.isEmpty ? "DO NOTHING" : "DO UPDATE SET " + updates.joined(separator: ", ")
                 // Which keys were inserted (xmax = 0) and which updated: the conflicts.
-                sql += " RETURNING " + target.keyTextArray(prefix: "") + " AS ferry_key, (xmax = 0)::text AS ferry_inserted"
+                sql += " RETURNING " + target.keyText(prefix: "") + " AS ferry_key, (xmax = 0)::text AS ferry_inserted"
             }
-            return RunStatement(sql: sql, parameters: columns.map { arrayLiteral(rows, column: $0.source) },
-                                returnsRows: !target.isKeyless, kind: .upsert, quotedTable: target.quotedName, expected: expected)
+            return StatementShape(sql: sql, parameterSources: columns.map(\.source), keySources: keySources, keyIsJSON: keyIsJSON)
         case .delete:
-            var parameters: [String] = []
             var conditions: [String] = []
+            var sources: [Int] = []
             for (index, keyColumn) in target.keyColumns.enumerated() {
-                guard let source = mapping.first(where: { $0.target == keyColumn })?.source else {
+                guard let source = keySources[index] else {
                     throw FerryError(.destinationRejected, "the key column \(target.columns[keyColumn].name) of \(target.quotedName) is not in the source table")
                 }
-                parameters.append(arrayLiteral(current.rows, column: source))
+                sources.append(source)
                 conditions.append("t.\(SQLQuoting.identifier(target.columns[keyColumn].name)) = v.k\(index)::\(target.columns[keyColumn].castType)")
             }
             let sql = "DELETE FROM \(target.quotedName) AS t USING unnest("
                 + target.keyColumns.indices.map { "$\(base + $0 + 1)::text::text[]" }.joined(separator: ", ") + ") AS v("
                 + target.keyColumns.indices.map { "k\($0)" }.joined(separator: ", ") + ") WHERE " + conditions.joined(separator: " AND ")
-                + " RETURNING " + target.keyTextArray(prefix: "t.") + " AS ferry_key, NULL::text AS ferry_inserted"
-            return RunStatement(sql: sql, parameters: parameters, returnsRows: true, kind: .delete, quotedTable: target.quotedName,
-                                deletedKeys: current.rows.map { target.key(of: $0, schema: current.schema) })
+                + " RETURNING " + target.keyText(prefix: "t.") + " AS ferry_key, NULL::text AS ferry_inserted"
+            return StatementShape(sql: sql, parameterSources: sources, keySources: keySources, keyIsJSON: keyIsJSON)
         }
     }
 
     /// One RETURNING row of a run (`ferry_key`, `ferry_inserted`): the key, and whether the row was inserted.
-    static func touched(key: String, inserted: String?) -> (key: [String?], inserted: Bool?) {
-        (keyFromJSON(key), inserted.map { $0 == "true" })
+    static func touched(key: String, inserted: String?, keyIsJSON: Bool) -> (key: [String?], inserted: Bool?) {
+        (keyIsJSON ? keyFromJSON(key) : [key], inserted.map { $0 == "true" })
     }
 
     /// Counts (and, under ``ConflictPolicy/stop``, refuses) the conflicts a run's RETURNING rows show.
@@ -1010,9 +1063,14 @@ public actor PostgresDestination: Destination {
             schema.columns.enumerated().map { index, column in (index, columns.firstIndex { $0.name == column.name }) }
         }
 
-        /// The key columns' text forms as one JSON array text (for RETURNING).
-        func keyTextArray(prefix: String) -> String {
-            "json_build_array(" + keyColumns.map { "\(prefix)\(SQLQuoting.identifier(columns[$0].name))::text" }.joined(separator: ", ") + ")::text"
+        /// The statements of runs into this table (``StatementShapes``).
+        let shapes = StatementShapes()
+
+        /// The key's text form (for RETURNING): the one key column's text, or the key columns'
+        /// texts as one JSON array text.
+        func keyText(prefix: String) -> String {
+            let texts = keyColumns.map { "\(prefix)\(SQLQuoting.identifier(columns[$0].name))::text" }
+            return texts.count == 1 ? texts[0] : "json_build_array(" + texts.joined(separator: ", ") + ")::text"
         }
 
         func key(of row: Row, schema: TableSchema) -> [String?] {
@@ -1021,6 +1079,11 @@ public actor PostgresDestination: Destination {
                 guard let source = schema.columns.firstIndex(where: { $0.name == name }) else { return nil }
                 return row[source].postgresText
             }
+        }
+
+        /// The key of a row whose key columns are at `sources` (``StatementShape/keySources``).
+        static func key(of row: Row, sources: [Int?]) -> [String?] {
+            sources.map { $0.flatMap { row[$0].postgresText } }
         }
     }
 
@@ -1275,7 +1338,7 @@ public actor PostgresDestination: Destination {
             for row in try await repeatedStatement(sql, parameters) {
                 let (index, key, inserted) = try row.decode((String, String, String?).self)
                 guard let index = Int(index), returned.indices.contains(index) else { continue }
-                returned[index].append(Self.touched(key: key, inserted: inserted))
+                returned[index].append(Self.touched(key: key, inserted: inserted, keyIsJSON: statements[index].keyIsJSON))
             }
         }
         pendingRows = 0

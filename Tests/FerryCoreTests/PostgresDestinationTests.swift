@@ -248,6 +248,29 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
         }
     }
 
+    /// The replication session lowers logical_decoding_work_mem to 8 MB when the server's is
+    /// higher (``PipelineConfiguration/streamingWorkMemoryKB``): a transaction of about 30 MB of
+    /// changes streams in blocks while it runs instead of arriving whole after its commit.
+    @Test func largeTransactionsStreamPastEightMegabytesWhateverTheServerSays() async throws {
+        try await withTestDatabase(.trust, prefix: "pgsrc") { source in
+            try await withTestDatabase(.trust, prefix: "pgdst") { target in
+                try await source.psql("""
+                    ALTER DATABASE \(source.name) SET logical_decoding_work_mem = '1GB';
+                    CREATE TABLE big (id int PRIMARY KEY, v text)
+                    """)
+                let state = MemoryStateStore()
+                let (first, _) = try postgresPipeline(source, target, tables: ["public.big"], state: state)
+                try await first.run()
+                try await source.psql("INSERT INTO big SELECT g, repeat('x', 200) || g FROM generate_series(1, 100000) g")
+                let (second, destination) = try postgresPipeline(source, target, tables: ["public.big"], state: state)
+                try await second.run()
+                #expect(await destination.streamedBlocks >= 2, "1 GB would have sent it whole after its commit")
+                #expect(await destination.streamedCommits == 1)
+                #expect(try await target.psql("SELECT count(*), sum(length(v)) FROM big") == (try await source.psql("SELECT count(*), sum(length(v)) FROM big")))
+            }
+        }
+    }
+
     /// Snapshot rows of tables whose target columns have the source's built-in types go in
     /// undecoded (binary COPY on the loader's connection): values equal by text form; a key
     /// already on the target (a chunk read again) makes the batch an upsert; a target column
