@@ -37,11 +37,14 @@ public final class TableSchema: Sendable, CustomStringConvertible {
     public let name: String
     public let columns: [Column]
     public let replicaIdentity: ReplicaIdentity
+    /// `schema.name`, unquoted (made once: destinations look tables up by it for every row).
+    public let qualifiedName: String
 
     public init(relationID: UInt32, schema: String, name: String, columns: [Column], replicaIdentity: ReplicaIdentity = .default) {
         self.relationID = relationID
         self.schema = schema
         self.name = name
+        self.qualifiedName = "\(schema).\(name)"
         self.columns = columns
         self.replicaIdentity = replicaIdentity
     }
@@ -59,9 +62,6 @@ public final class TableSchema: Sendable, CustomStringConvertible {
                   columns: relation.columns.map { Column(name: $0.name, typeOID: $0.typeOID, typeModifier: $0.typeModifier, isKey: $0.isKey) },
                   replicaIdentity: identity)
     }
-
-    /// `schema.name`, unquoted.
-    public var qualifiedName: String { "\(schema).\(name)" }
 
     /// Indexes of the key columns, in column order.
     public var keyColumnIndexes: [Int] { columns.indices.filter { columns[$0].isKey } }
