@@ -980,16 +980,19 @@ public actor PostgresDestination: Destination {
         for row in rows {
             for (index, source) in sources.enumerated() {
                 if index > 0 { out.append(UInt8(ascii: "\t")) }
-                scratch.removeAll(keepingCapacity: true)
-                guard row[source].appendPostgresText(to: &scratch) else {
+                // Written in place; the rare value with a byte to escape is written again.
+                let start = out.count
+                guard row[source].appendPostgresText(to: &out) else {
                     out.append(UInt8(ascii: "\\"))
                     out.append(UInt8(ascii: "N"))
                     continue
                 }
-                guard scratch.contains(where: { $0 == UInt8(ascii: "\\") || $0 < 0x0E && ($0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r")) }) else {
-                    out.append(contentsOf: scratch)
+                guard out[start...].contains(where: { $0 == UInt8(ascii: "\\") || $0 < 0x0E && ($0 == UInt8(ascii: "\t") || $0 == UInt8(ascii: "\n") || $0 == UInt8(ascii: "\r")) }) else {
                     continue
                 }
+                scratch.removeAll(keepingCapacity: true)
+                scratch.append(contentsOf: out[start...])
+                out.removeSubrange(start...)
                 for byte in scratch {
                     switch byte {
                     case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\")); out.append(UInt8(ascii: "\\"))

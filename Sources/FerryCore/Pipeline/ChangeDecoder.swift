@@ -114,10 +114,11 @@ public struct ChangeDecoder: Sendable {
         var row = Row()
         row.reserveCapacity(tuple.values.count)
         for (index, value) in tuple.values.enumerated() {
-            let column = table.columns[index]
             do {
-                row.append(try values.decode(value, typeOID: column.typeOID, typeModifier: column.typeModifier))
+                // The column's fields read in place (a copy of the column retains its name).
+                row.append(try values.decode(value, typeOID: table.columns[index].typeOID, typeModifier: table.columns[index].typeModifier))
             } catch {
+                let column = table.columns[index]
                 throw FerryError(.unsupportedValue,
                     "column \(column.name) of \(table.qualifiedName) (type OID \(column.typeOID)) has a value Ferry cannot decode: \(error)",
                     fix: "report this with the column's type; other columns and tables are unaffected")
