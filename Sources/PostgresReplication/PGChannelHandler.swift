@@ -42,13 +42,43 @@ final class PGChannelHandler: ChannelDuplexHandler {
         phase = .awaitingSSLResponse(promise)
     }
 
-    /// Starts answering keepalives and sending status updates every `interval`.
+    /// Starts answering keepalives and sending status updates every `interval`, and soon after
+    /// the consumer confirms a new position (at most every ``confirmationGap``): the slot
+    /// follows what is durable closely, as a native subscriber's does, instead of up to
+    /// `interval` behind.
     func startReplicationFeedback(_ feedback: ReplicationFeedback, interval: TimeAmount, context: ChannelHandlerContext) {
         replication = feedback
         statusTimer?.cancel()
         let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         statusTimer = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
             guard let context = handler.value.context else { return }
+            handler.value.sendStatus(context: context, replyRequested: false)
+        }
+        let loop = context.eventLoop
+        feedback.onConfirm {
+            loop.execute { handler.value.reportConfirmation() }
+        }
+    }
+
+    static let confirmationGap = TimeAmount.milliseconds(10)
+    private var lastStatusAt = NIODeadline.uptimeNanoseconds(0)
+    private var confirmationScheduled = false
+
+    /// A newly confirmed position: reported now, or once ``confirmationGap`` has passed since
+    /// the last status update.
+    private func reportConfirmation() {
+        guard replication != nil, !confirmationScheduled, let context else { return }
+        let due = lastStatusAt + Self.confirmationGap
+        guard due > .now() else {
+            sendStatus(context: context, replyRequested: false)
+            return
+        }
+        confirmationScheduled = true
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(deadline: due) {
+            handler.value.confirmationScheduled = false
+            guard let context = handler.value.context, let feedback = handler.value.replication,
+                  feedback.flushed > feedback.lastSentFlushed else { return }
             handler.value.sendStatus(context: context, replyRequested: false)
         }
     }
@@ -58,6 +88,7 @@ final class PGChannelHandler: ChannelDuplexHandler {
         statusTimer?.cancel()
         statusTimer = nil
         if sendFinal { sendStatus(context: context, replyRequested: false) }
+        replication?.onConfirm(nil)
         replication = nil
     }
 
@@ -67,6 +98,7 @@ final class PGChannelHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         statusTimer?.cancel()
+        replication?.onConfirm(nil)
         self.context = nil
     }
 
@@ -166,6 +198,7 @@ final class PGChannelHandler: ChannelDuplexHandler {
         var buffer = context.channel.allocator.buffer(capacity: 1 + 4 + StandbyStatusUpdate.payloadLength)
         update.encodeAsCopyData(into: &buffer)
         feedback.statusSent(flushed)
+        lastStatusAt = .now()
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }
 
@@ -179,6 +212,7 @@ final class PGChannelHandler: ChannelDuplexHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         statusTimer?.cancel()
+        replication?.onConfirm(nil)
         if case .awaitingSSLResponse(let promise) = phase {
             phase = .messages
             promise.fail(PGConnectionError(.connectionClosed, "the server closed the connection during the SSL request"))
@@ -241,7 +275,21 @@ public final class ReplicationFeedback: Sendable {
     public var lastSentFlushed: LSN { lastSentValue.load() }
 
     /// Confirms that everything up to `lsn` is durable. Positions never move backwards.
-    public func confirmFlushed(_ lsn: LSN) { flushedValue.raise(to: lsn) }
+    public func confirmFlushed(_ lsn: LSN) {
+        if flushedValue.raise(to: lsn), let confirmed = onConfirmed.withLock({ $0 }) { confirmed.call() }
+    }
+
+    /// A position confirmed by the stream itself (a keepalive's while nothing is in flight):
+    /// reported with the next status update, not at once (a reply to every keepalive would
+    /// have the server and the client ping-pong).
+    func confirmQuietly(_ lsn: LSN) { flushedValue.raise(to: lsn) }
+
+    /// Called after a confirmation moved the position (the channel handler reports it soon).
+    /// The closure sits in a struct: a bare function type in the generic Mutex would be
+    /// re-wrapped in a conversion thunk at every `withLock` (the chain grew with each call).
+    private struct Notification: Sendable { let call: @Sendable () -> Void }
+    private let onConfirmed = Mutex<Notification?>(nil)
+    func onConfirm(_ body: (@Sendable () -> Void)?) { onConfirmed.withLock { $0 = body.map(Notification.init) } }
 
     func received(_ lsn: LSN) { writtenValue.raise(to: lsn) }
     /// How many status updates were sent.
@@ -257,13 +305,16 @@ public final class ReplicationFeedback: Sendable {
 final class ManagedAtomicLSN: Sendable {
     private let value = Atomic<UInt64>(0)
     func load() -> LSN { LSN(value.load(ordering: .acquiring)) }
-    func raise(to lsn: LSN) {
+    /// Raises the value to `lsn`; returns whether it moved.
+    @discardableResult
+    func raise(to lsn: LSN) -> Bool {
         var current = value.load(ordering: .relaxed)
         while current < lsn.rawValue {
             let (exchanged, original) = value.compareExchange(expected: current, desired: lsn.rawValue,
                                                               ordering: .acquiringAndReleasing)
-            if exchanged { return }
+            if exchanged { return true }
             current = original
         }
+        return false
     }
 }

@@ -280,6 +280,33 @@ import Testing
         }
     }
 
+    /// A confirmed position reaches the slot within a fraction of a second, not at the next
+    /// periodic status update (here a minute away).
+    @Test func aConfirmedPositionIsReportedSoon() async throws {
+        try await withSource { source in
+            try await source.sql("CREATE TABLE t (id int PRIMARY KEY); CREATE PUBLICATION pub FOR TABLE t")
+            let replication = try await source.connect(replication: true)
+            let slot = try await replication.createReplicationSlot("prompt")
+            let stream = try await replication.startReplication(
+                slot: slot.name, options: PGOutputOptions(publications: ["pub"]), statusInterval: .seconds(60))
+            try await source.sql("INSERT INTO t VALUES (1)")
+            var end: LSN?
+            while end == nil, let next = try await stream.next() {
+                if case .commit(let commit) = next.message { end = commit.endLSN }
+            }
+            let committed = try #require(end)
+            stream.confirmFlushed(committed)
+            let confirmed = try await eventually("confirmed_flush_lsn to reach the commit", timeout: .seconds(2)) { () -> LSN? in
+                guard let text = try await source.scalar("SELECT confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = 'prompt'"),
+                      let confirmed = LSN(text), confirmed >= committed else { return nil }
+                return confirmed
+            }
+            #expect(confirmed >= committed)
+            try await stream.stop()
+            await replication.close()
+        }
+    }
+
     @Test func statusUpdatesContinueWhileTheConsumerIsBackpressured() async throws {
         try await withSource { source in
             try await source.sql("CREATE TABLE bulk (id int PRIMARY KEY, pad text); CREATE PUBLICATION pub FOR TABLE bulk")
