@@ -279,11 +279,6 @@ public final class ReplicationFeedback: Sendable {
         if flushedValue.raise(to: lsn), let confirmed = onConfirmed.withLock({ $0 }) { confirmed.call() }
     }
 
-    /// A position confirmed by the stream itself (a keepalive's while nothing is in flight):
-    /// reported with the next status update, not at once (a reply to every keepalive would
-    /// have the server and the client ping-pong).
-    func confirmQuietly(_ lsn: LSN) { flushedValue.raise(to: lsn) }
-
     /// Called after a confirmation moved the position (the channel handler reports it soon).
     /// The closure sits in a struct: a bare function type in the generic Mutex would be
     /// re-wrapped in a conversion thunk at every `withLock` (the chain grew with each call).

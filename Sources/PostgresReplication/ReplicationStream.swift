@@ -115,7 +115,7 @@ public final class ReplicationStream: AsyncSequence {
                 // they are, it ends the stream now rather than at the next keepalive (which an
                 // idle server sends only every wal_sender_timeout / 2).
                 if let pending = endKeepalive, nothingInFlight {
-                    feedback.confirmQuietly(pending)
+                    feedback.confirmFlushed(pending)
                     reachedEnd = true
                     continue
                 }
@@ -187,7 +187,7 @@ public final class ReplicationStream: AsyncSequence {
             return WALMessage(walStart: data.walStart, walEnd: data.walEnd, sendTime: data.sendTime, message: message)
         case .primaryKeepalive(let keepalive):
             if nothingInFlight {
-                feedback.confirmQuietly(keepalive.walEnd)
+                feedback.confirmFlushed(keepalive.walEnd)
                 if let endPosition, keepalive.walEnd >= endPosition { reachedEnd = true }
             } else if let endPosition, keepalive.walEnd >= endPosition {
                 endKeepalive = keepalive.walEnd
