@@ -171,8 +171,10 @@ import Testing
                 slot: slot.name, options: PGOutputOptions(publications: ["pub"], streaming: .on))
             let messages = try await collect(stream, units: 1)
             var rowsBySubtransaction: [UInt32: [Int]] = [:]
-            var starts = 0, stops = 0, subtransactionAborts = 0
+            var starts = 0, stops = 0
+            var aborts: [PGOutputMessage.StreamAbort] = []
             var committed: [Int] = []
+            var committedXid: UInt32?
             for message in messages {
                 switch message {
                 case .streamStart: starts += 1
@@ -181,10 +183,10 @@ import Testing
                     let xid = try #require(insert.streamXid, "changes inside a stream block carry their xid")
                     rowsBySubtransaction[xid, default: []].append(Int(insert.newTuple.strings[0] ?? "") ?? -1)
                 case .streamAbort(let abort):
-                    #expect(!abort.isTopLevel)
-                    subtransactionAborts += 1
+                    aborts.append(abort)
                     rowsBySubtransaction[abort.subtransactionXid] = nil
-                case .streamCommit:
+                case .streamCommit(let commit):
+                    committedXid = commit.xid
                     committed = rowsBySubtransaction.values.flatMap { $0 }.sorted()
                 case .begin, .commit:
                     Issue.record("a transaction over logical_decoding_work_mem must be streamed, got \(message)")
@@ -192,7 +194,12 @@ import Testing
                 }
             }
             #expect(starts >= 2 && starts == stops)
-            #expect(subtransactionAborts == 1)
+            // The savepoint rolled back: one subtransaction abort of the committed transaction.
+            // (Once, in CI under load, the stream also carried a top-level abort of another xid,
+            // without an abort LSN, as the server sends for a streamed transaction it ends as
+            // "old"; it is not this transaction's and is not counted.)
+            let xid = try #require(committedXid)
+            #expect(aborts.filter { $0.xid == xid }.map(\.isTopLevel) == [false], "\(aborts)")
             #expect(committed == Array(1...2000) + Array(20001...20500))
             try await stream.stop()
             await replication.close()
