@@ -665,7 +665,7 @@ public actor PostgresDestination: Destination {
         if tryCopy, current.kind == .upsert, !target.isKeyless, current.origins.allSatisfy({ $0 != .update }) {
             if var open = copying, open.table == current.table, open.schema === current.schema,
                open.rows + current.rows.count <= max(options.commitRows, Self.copyThreshold) {
-                copying = nil
+                copying = nil  // `open` alone holds its runs: appending does not copy them
                 open.feed.yield(current.rows)
                 open.runs.append(current)
                 open.rows += current.rows.count
@@ -773,7 +773,7 @@ public actor PostgresDestination: Destination {
     static func shape(of schema: TableSchema, kind: RunKind, into target: Target, parametersAfter base: Int) throws -> StatementShape {
         // Each source column's place in the target (by name).
         let mapping = target.mapping(for: schema)
-        let keySources = target.keyColumns.map { keyColumn in mapping.first { $0.target == keyColumn }?.source }
+        let keySources = target.keySources(for: schema)
         let keyIsJSON = target.keyColumns.count != 1
         switch kind {
         case .upsert:
@@ -1077,14 +1077,15 @@ public actor PostgresDestination: Destination {
         }
 
         func key(of row: Row, schema: TableSchema) -> [String?] {
-            keyColumns.map { keyIndex in
-                let name = columns[keyIndex].name
-                guard let source = schema.columns.firstIndex(where: { $0.name == name }) else { return nil }
-                return row[source].postgresText
-            }
+            Self.key(of: row, sources: keySources(for: schema))
         }
 
-        /// The key of a row whose key columns are at `sources` (``StatementShape/keySources``).
+        /// The source column of each key column, by name (nil: the source lacks it).
+        func keySources(for schema: TableSchema) -> [Int?] {
+            keyColumns.map { keyIndex in schema.columns.firstIndex { $0.name == columns[keyIndex].name } }
+        }
+
+        /// The key of a row whose key columns are at `sources` (``keySources(for:)``).
         static func key(of row: Row, sources: [Int?]) -> [String?] {
             sources.map { $0.flatMap { row[$0].postgresText } }
         }

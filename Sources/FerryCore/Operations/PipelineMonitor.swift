@@ -159,6 +159,10 @@ public final class PipelineMonitor: Sendable {
         // The run of changes of one table and kind being counted (most batches are long runs):
         // added to changeTallies when another starts, so most changes are not hashed.
         var current: (key: TallyKey, tally: Tally)?
+        func endRun() {
+            guard let run = current else { return }
+            changeTallies[run.key, default: Tally(table: run.tally.table)].add(run.tally.bytes, rows: run.tally.count)
+        }
         for event in events {
             switch event {
             case .change(let change, _):
@@ -176,7 +180,7 @@ public final class PipelineMonitor: Sendable {
                 if let run = current, run.key.table == ObjectIdentifier(table), run.key.op == op {
                     current!.tally.add(size)
                 } else {
-                    if let run = current { changeTallies[run.key, default: Tally(table: run.tally.table)].add(run.tally.bytes, rows: run.tally.count) }
+                    endRun()
                     current = (TallyKey(table: ObjectIdentifier(table), op: op), Tally(table: table, count: 1, bytes: size))
                 }
             case .commit(let info, let end), .streamCommit(let info, let end):
@@ -190,7 +194,7 @@ public final class PipelineMonitor: Sendable {
                 break
             }
         }
-        if let run = current { changeTallies[run.key, default: Tally(table: run.tally.table)].add(run.tally.bytes, rows: run.tally.count) }
+        endRun()
         for (key, tally) in changeTallies {
             changes[tally.table.qualifiedName + "\u{0}" + key.op.rawValue, default: 0] += tally.count
             bytes[tally.table.qualifiedName, default: 0] += tally.bytes
