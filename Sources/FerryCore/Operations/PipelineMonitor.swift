@@ -35,6 +35,8 @@ public final class PipelineMonitor: Sendable {
         var changesPerSecond: Double = 0
         var counters: [String: Counter] = [:]
         var gauges: [String: Gauge] = [:]
+        var series: [SeriesKey: Series] = [:]
+        var durableGauges: [String: Gauge] = [:]
     }
 
     public let pipeline: String
@@ -140,21 +142,19 @@ public final class PipelineMonitor: Sendable {
 
     /// Streamed events handed to one destination (after it skipped what it already had).
     func delivered(_ events: [PipelineEvent], to destination: String) {
-        var changes: [String: Int] = [:]
-        var bytes: [String: Int] = [:]
         var transactions = 0
-        var rows: [String: Int] = [:]
         var commits: [(LSN, PostgresTimestamp)] = []
-        // Counted by table object and kind (cheap to hash); names are made once per batch.
-        enum Op: String { case insert, update, delete }
-        struct TallyKey: Hashable { var table: ObjectIdentifier; var op: Op }
+        // Counted by table object and kind (cheap to hash); the metrics of a table, kind and
+        // destination are looked up once per batch, by a key of three strings (no text built).
+        struct TallyKey: Hashable { var table: ObjectIdentifier; var op: ChangeOp }
         struct Tally {
-            var table: TableSchema
+            var table: String
             var count = 0
             var bytes = 0
             mutating func add(_ size: Int, rows: Int = 1) { count += rows; bytes += size }
         }
         var changeTallies: [TallyKey: Tally] = [:]
+        var truncates: [String: Int] = [:]
         var snapshotTallies: [ObjectIdentifier: Tally] = [:]
         // The run of changes of one table and kind being counted (most batches are long runs):
         // added to changeTallies when another starts, so most changes are not hashed.
@@ -166,70 +166,95 @@ public final class PipelineMonitor: Sendable {
         for event in events {
             switch event {
             case .change(let change, _):
-                let (table, op, size): (TableSchema, Op, Int)
+                let (table, op, size): (TableSchema, ChangeOp, Int)
                 switch change {
                 case .insert(let t, let row): (table, op, size) = (t, .insert, Self.size(of: row))
                 case .update(let t, _, _, let row): (table, op, size) = (t, .update, Self.size(of: row))
                 case .delete(let t, let old, _): (table, op, size) = (t, .delete, Self.size(of: old))
                 case .truncate(let tables, _, _):
-                    let names = tables.map(\.qualifiedName).joined(separator: ",")
-                    changes[names + "\u{0}truncate", default: 0] += 1
-                    bytes[names, default: 0] += 0  // the series exists, as for other changes
+                    truncates[tables.map(\.qualifiedName).joined(separator: ","), default: 0] += 1
                     continue
                 }
                 if let run = current, run.key.table == ObjectIdentifier(table), run.key.op == op {
                     current!.tally.add(size)
                 } else {
                     endRun()
-                    current = (TallyKey(table: ObjectIdentifier(table), op: op), Tally(table: table, count: 1, bytes: size))
+                    current = (TallyKey(table: ObjectIdentifier(table), op: op), Tally(table: table.qualifiedName, count: 1, bytes: size))
                 }
             case .commit(let info, let end), .streamCommit(let info, let end):
                 transactions += 1
                 commits.append((end, info.commitTime))
             case .snapshotRow(let table, let row):
-                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].add(Self.size(of: row))
+                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table.qualifiedName)].add(Self.size(of: row))
             case .snapshotCopyRows(let table, let copied):
-                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table)].add(copied.tuples.readableBytes, rows: copied.count)
+                snapshotTallies[ObjectIdentifier(table), default: Tally(table: table.qualifiedName)]
+                    .add(copied.tuples.readableBytes, rows: copied.count)
             default:
                 break
             }
         }
         endRun()
+        var changes = 0
         for (key, tally) in changeTallies {
-            changes[tally.table.qualifiedName + "\u{0}" + key.op.rawValue, default: 0] += tally.count
-            bytes[tally.table.qualifiedName, default: 0] += tally.bytes
+            let series = self.series(table: tally.table, op: key.op, destination: destination)
+            series.changes.increment(by: tally.count)
+            series.bytes.increment(by: tally.bytes)
+            changes += tally.count
         }
+        for (tables, count) in truncates {
+            let series = self.series(table: tables, op: .truncate, destination: destination)
+            series.changes.increment(by: count)
+            series.bytes.increment(by: 0)  // the series exists, as for other changes
+            changes += count
+        }
+        var snapshotRows = 0
         for tally in snapshotTallies.values {
-            rows[tally.table.qualifiedName, default: 0] += tally.count
-            bytes[tally.table.qualifiedName, default: 0] += tally.bytes
-        }
-        for (key, count) in changes {
-            let parts = key.split(separator: "\u{0}", maxSplits: 1).map(String.init)
-            counter("ferry_changes_total", [("pipeline", pipeline), ("table", parts[0]), ("op", parts[1]), ("destination", destination)])
-                .increment(by: count)
-        }
-        for (table, count) in rows {
-            counter("ferry_snapshot_rows_total", [("pipeline", pipeline), ("table", table), ("destination", destination)]).increment(by: count)
-        }
-        for (table, size) in bytes {
-            counter("ferry_change_bytes_total", [("pipeline", pipeline), ("table", table), ("destination", destination)]).increment(by: size)
+            let series = self.series(table: tally.table, op: .snapshot, destination: destination)
+            series.changes.increment(by: tally.count)
+            series.bytes.increment(by: tally.bytes)
+            snapshotRows += tally.count
         }
         if !events.isEmpty { batchSize.record(events.count) }
         // Pipeline-wide counts once, from the first destination.
-        let first = state.withLock { $0.destinationOrder.first }
-        guard first == nil || first == destination else { return }
-        transactionsCounter.increment(by: transactions)
-        state.withLock { state in
+        let counted = state.withLock { state in
+            guard state.destinationOrder.first.map({ $0 == destination }) ?? true else { return false }
             state.transactions += transactions
-            state.changes += changes.values.reduce(0, +)
-            state.snapshotRows += rows.values.reduce(0, +)
+            state.changes += changes
+            state.snapshotRows += snapshotRows
             state.unconfirmed.append(contentsOf: commits.map { (end: $0.0, commitTime: $0.1) })
+            return true
         }
+        if counted { transactionsCounter.increment(by: transactions) }
+    }
+
+    /// The kinds of change counted per table (`op` label); snapshot rows have a counter of their own.
+    enum ChangeOp: String { case insert, update, delete, truncate, snapshot }
+
+    /// A table's counters for one kind of change and destination.
+    struct Series { let changes: Counter; let bytes: Counter }
+    struct SeriesKey: Hashable { let table: String; let op: ChangeOp; let destination: String }
+
+    private func series(table: String, op: ChangeOp, destination: String) -> Series {
+        let key = SeriesKey(table: table, op: op, destination: destination)
+        if let known = state.withLock({ $0.series[key] }) { return known }
+        let dimensions = [("pipeline", pipeline), ("table", table), ("destination", destination)]
+        let made = Series(
+            changes: op == .snapshot
+                ? counter("ferry_snapshot_rows_total", dimensions)
+                : counter("ferry_changes_total", [("pipeline", pipeline), ("table", table), ("op", op.rawValue), ("destination", destination)]),
+            bytes: counter("ferry_change_bytes_total", dimensions))
+        state.withLock { $0.series[key] = made }
+        return made
     }
 
     func durable(_ position: LSN, destination: String) {
-        state.withLock { $0.destinations[destination] = position }
-        gauge("ferry_destination_durable_lsn", [("pipeline", pipeline), ("destination", destination)]).record(Int64(bitPattern: position.rawValue))
+        let known = state.withLock { state in
+            state.destinations[destination] = position
+            return state.durableGauges[destination]
+        }
+        let gauge = known ?? self.gauge("ferry_destination_durable_lsn", [("pipeline", pipeline), ("destination", destination)])
+        if known == nil { state.withLock { $0.durableGauges[destination] = gauge } }
+        gauge.record(Int64(bitPattern: position.rawValue))
     }
 
     /// The position confirmed to PostgreSQL: transactions up to it count as applied.
