@@ -145,6 +145,7 @@ public actor PostgresDestination: Destination {
     /// Load undecoded snapshot rows (binary COPY), each on a connection of its own, taking
     /// batches in turn.
     private let loaders: [BinaryCopyLoader]
+    private let commitConnection: CommitConnection
     private var nextLoader = 0
     /// The load statement of each table whose snapshot rows come undecoded.
     private var loadStatements: [String: BinaryCopyLoader.Statement] = [:]
@@ -171,6 +172,7 @@ public actor PostgresDestination: Destination {
             BinaryCopyLoader(configuration: configuration, destination: name, logger: logger)
         }
         self.loaders = loaders
+        self.commitConnection = CommitConnection(configuration: configuration, destination: name, logger: logger)
         self.loading = Array(repeating: nil, count: loaders.count)
         let name = self.name
         conflictCounters = Dictionary(uniqueKeysWithValues: ConflictKind.allCases.map { kind in
@@ -312,6 +314,7 @@ public actor PostgresDestination: Destination {
         }
         try await connection.close()
         self.connection = nil
+        await commitConnection.close()
     }
 
     // MARK: Events
@@ -1339,10 +1342,9 @@ public actor PostgresDestination: Destination {
         if !parts.isEmpty {
             if selects.isEmpty { selects.append("SELECT NULL::text, NULL::text, NULL::text WHERE false") }
             let sql = "WITH " + parts.joined(separator: ", ") + " " + selects.joined(separator: " UNION ALL ")
-            for row in try await repeatedStatement(sql, parameters) {
-                let (index, key, inserted) = try row.decode((String, String, String?).self)
-                guard let index = Int(index), returned.indices.contains(index) else { continue }
-                returned[index].append(Self.touched(key: key, inserted: inserted, keyIsJSON: statements[index].keyIsJSON))
+            for row in try await commitConnection.run(sql, parameters, on: EventLoopTaskExecutor.current?.eventLoop) {
+                guard row.count == 3, let index = row[0].flatMap({ Int($0) }), returned.indices.contains(index), let key = row[1] else { continue }
+                returned[index].append(Self.touched(key: key, inserted: row[2], keyIsJSON: statements[index].keyIsJSON))
             }
         }
         pendingRows = 0
@@ -1492,6 +1494,9 @@ public actor PostgresDestination: Destination {
     private func dropConnection() async {
         if let connection { try? await connection.close() }
         connection = nil
+        // A commit whose answer was lost may have happened: the position is read again from
+        // the target on the next connection, and the commit connection starts afresh too.
+        await commitConnection.close()
         preparedStatements = [:]
         targetTransactionOpen = false
         beginPending = false
@@ -1589,20 +1594,42 @@ public actor PostgresDestination: Destination {
     private var preparedStatements: [String: PreparedQuery] = [:]
     static let preparedLimit = 256
 
-    static func isConnectionLost(_ error: any Error) -> Bool {
-        if let error = error as? PSQLError {
-            switch error.code {
-            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown:
-                return true
-            case .server:
-                let state = error.serverInfo?[.sqlState] ?? ""
-                return state.hasPrefix("08") || state.hasPrefix("57")
-            default:
-                return false
-            }
+    /// What the server said when it refused a statement, from either client: Ferry's own (the
+    /// one-statement commit), postgres-nio's, or postgres-nio's older API (prepared statements).
+    static func serverRefusal(_ error: any Error) -> (message: String, detail: String?, sqlState: String)? {
+        switch error {
+        case let error as PGConnectionError:
+            return error.serverError.map { ($0.message, $0.detail, $0.sqlState) }
+        case let error as PSQLError:
+            guard let info = error.serverInfo, let message = info[.message] else { return nil }
+            return (message, info[.detail], info[.sqlState] ?? "?")
+        case PostgresError.server(let info):
+            return (info.fields[.message] ?? "\(info)", info.fields[.detail], info.fields[.sqlState] ?? "?")
+        default:
+            return nil
         }
-        if let error = error as? FerryError { return error.kind == .destination }
-        return false
+    }
+
+    static func isConnectionLost(_ error: any Error) -> Bool {
+        if let refusal = serverRefusal(error) {
+            // Connection exceptions and operator intervention (a shutdown, a terminated backend).
+            return refusal.sqlState.hasPrefix("08") || refusal.sqlState.hasPrefix("57")
+        }
+        switch error {
+        case let error as PSQLError:
+            switch error.code {
+            case .connectionError, .serverClosedConnection, .clientClosedConnection, .uncleanShutdown: return true
+            default: return false
+            }
+        case is PostgresError:  // the older API's closed connection, unclean shutdown or garbled reply
+            return true
+        case is PGConnectionError, is IOError, is ChannelError:
+            return true
+        case let error as FerryError:
+            return error.kind == .destination
+        default:
+            return false
+        }
     }
 
     /// Connection losses are retryable (the pipeline replays from the stored position);
@@ -1613,10 +1640,9 @@ public actor PostgresDestination: Destination {
             return FerryError(.destination, "the connection to the Postgres destination \(name) was lost: \(Redaction.redact(String(reflecting: error)))",
                               fix: "Ferry reconnects and resumes from the position stored in ferry.positions")
         }
-        if let error = error as? PSQLError, let message = error.serverInfo?[.message] {
-            let detail = error.serverInfo?[.detail].map { " (\($0))" } ?? ""
+        if let refusal = Self.serverRefusal(error) {
             return FerryError(.destinationRejected,
-                              "the Postgres destination \(name) refused a change: \(message)\(detail) [SQLSTATE \(error.serverInfo?[.sqlState] ?? "?")]",
+                              "the Postgres destination \(name) refused a change: \(refusal.message)\(refusal.detail.map { " (\($0))" } ?? "") [SQLSTATE \(refusal.sqlState)]",
                               fix: "make the target table accept the source's values (types, constraints), then run again; nothing after the stored position was lost")
         }
         return FerryError(.destinationRejected, "the Postgres destination \(name) failed: \(Redaction.redact(String(reflecting: error)))")

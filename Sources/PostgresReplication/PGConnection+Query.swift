@@ -64,6 +64,57 @@ extension PGConnection {
         }
     }
 
+    /// Runs one statement with the extended protocol, with text parameters (nil: NULL):
+    /// Parse (unless `statement` names one this connection prepared already), Bind, Execute
+    /// and Sync go in one write, and the reply is read up to ReadyForQuery. Rows come back as
+    /// text. A named statement stays prepared for the connection's life (see
+    /// ``preparedStatements``); without a name the unnamed statement is parsed every time.
+    /// A server error is thrown once the server is ready again, so the connection stays usable.
+    @discardableResult
+    public func extendedQuery(_ sql: String, parameters: [String?], prepareAs statement: String? = nil) async throws -> QueryResult {
+        try ensureUsable()
+        let name = statement ?? ""
+        let parse = statement.map { !preparedStatements.contains($0) } ?? true
+        var buffer = channel.allocator.buffer(capacity: 64 + (parse ? sql.utf8.count : 0) + parameters.reduce(0) { $0 + 4 + ($1?.utf8.count ?? 0) })
+        do {
+            if parse { try FrontendMessage.parse(statement: name, query: sql, parameterTypes: []).encode(into: &buffer) }
+            try FrontendMessage.bind(portal: "", statement: name, parameters: parameters).encode(into: &buffer)
+            try FrontendMessage.execute(portal: "", maxRows: 0).encode(into: &buffer)
+            try FrontendMessage.sync.encode(into: &buffer)
+        } catch {
+            throw classify(error)
+        }
+        try await write(buffer)
+        var result = QueryResult()
+        var failure: PGConnectionError?
+        while true {
+            let message = try await next()
+            switch message {
+            case .parseComplete:
+                if let statement { preparedStatements.insert(statement) }
+            case .bindComplete, .noData, .portalSuspended, .emptyQueryResponse:
+                continue
+            case .dataRow(let row):
+                result.rows.append(row.columns.map { $0.map { String(buffer: $0) } })
+            case .commandComplete(let tag):
+                result.commandTag = tag
+            case .errorResponse, .noticeResponse, .parameterStatus:
+                takeStatus(message, failure: &failure)
+            case .copyInResponse:
+                try await send(.copyFail(message: "Ferry's extendedQuery does not send COPY data"))
+            case .copyOutResponse:
+                failure = failure ?? PGConnectionError(.server, "extendedQuery received COPY data; use copyOut(_:) for COPY … TO STDOUT")
+            case .copyData, .copyDone:
+                continue
+            case .readyForQuery:
+                if let failure { throw failure }
+                return result
+            default:
+                throw unexpected(message, during: "an extended query")
+            }
+        }
+    }
+
     /// Rows of the last statement of `sql`, values as text.
     public func query(_ sql: String) async throws -> [[String?]] {
         try await simpleQuery(sql).last?.rows ?? []

@@ -28,6 +28,8 @@ public final class PGConnection {
     let logger: Logger
     private var batch = CircularBuffer<BackendMessage>()
     public private(set) var isBroken = false
+    /// Statements this connection prepared by name (``extendedQuery(_:parameters:prepareAs:)``).
+    public internal(set) var preparedStatements: Set<String> = []
 
     public enum AuthenticationMethod: String, Sendable {
         case trust, cleartext, md5, scramSHA256 = "SCRAM-SHA-256", scramSHA256Plus = "SCRAM-SHA-256-PLUS"

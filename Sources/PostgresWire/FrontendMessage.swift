@@ -25,6 +25,14 @@ public enum FrontendMessage: Sendable, Hashable {
     case copyDone
     /// `CopyFail` (`f`) with an error message.
     case copyFail(message: String)
+    /// `Parse` (`P`): a statement name (empty: the unnamed statement), the query, and the
+    /// parameters' type OIDs (0 or missing: the server infers the type).
+    case parse(statement: String, query: String, parameterTypes: [UInt32])
+    /// `Bind` (`B`): a portal (empty: unnamed) of a parsed statement with its parameters, all in
+    /// text format (nil: NULL); results in text format.
+    case bind(portal: String, statement: String, parameters: [String?])
+    /// `Execute` (`E`): runs a portal, returning at most `maxRows` rows (0: all).
+    case execute(portal: String, maxRows: Int32)
     /// `Sync` (`S`).
     case sync
     /// `Flush` (`H`).
@@ -98,6 +106,45 @@ public enum FrontendMessage: Sendable, Hashable {
         case .copyFail(let message):
             try buffer.writeMessage(type: "f") { (body: inout ByteBuffer) throws(WireEncodingError) in
                 try body.writeCString(message, field: "CopyFail message")
+            }
+        case .parse(let statement, let query, let types):
+            guard types.count <= Int(Int16.max) else {
+                throw WireEncodingError(code: .invalidValue, field: "Parse parameter types", reason: "\(types.count) types; at most \(Int16.max)")
+            }
+            try buffer.writeMessage(type: "P") { (body: inout ByteBuffer) throws(WireEncodingError) in
+                try body.writeCString(statement, field: "statement name")
+                try body.writeCString(query, field: "query")
+                body.writeInteger(Int16(types.count), endianness: .big)
+                for type in types { body.writeInteger(type, endianness: .big) }
+            }
+        case .bind(let portal, let statement, let parameters):
+            guard parameters.count <= Int(UInt16.max) else {
+                throw WireEncodingError(code: .invalidValue, field: "Bind parameters", reason: "\(parameters.count) parameters; at most \(UInt16.max)")
+            }
+            try buffer.writeMessage(type: "B") { (body: inout ByteBuffer) throws(WireEncodingError) in
+                try body.writeCString(portal, field: "portal name")
+                try body.writeCString(statement, field: "statement name")
+                body.writeInteger(Int16(0), endianness: .big)  // every parameter in text format
+                body.writeInteger(UInt16(parameters.count), endianness: .big)
+                for parameter in parameters {
+                    guard let parameter else {
+                        body.writeInteger(Int32(-1), endianness: .big)
+                        continue
+                    }
+                    let lengthIndex = body.writerIndex
+                    body.writeInteger(Int32(0), endianness: .big)
+                    let written = body.writeString(parameter)
+                    guard written <= Int(Int32.max) else {
+                        throw WireEncodingError(code: .messageTooLarge, field: "Bind parameter", reason: "\(written) bytes exceed the protocol's Int32 length")
+                    }
+                    body.setInteger(Int32(written), at: lengthIndex, endianness: .big)
+                }
+                body.writeInteger(Int16(0), endianness: .big)  // every result column in text format
+            }
+        case .execute(let portal, let maxRows):
+            try buffer.writeMessage(type: "E") { (body: inout ByteBuffer) throws(WireEncodingError) in
+                try body.writeCString(portal, field: "portal name")
+                body.writeInteger(maxRows, endianness: .big)
             }
         case .sync:
             buffer.writeEmptyMessage(type: "S")
@@ -265,6 +312,10 @@ extension FrontendMessage: CustomStringConvertible, CustomReflectable {
         case .copyData(let payload): "CopyData(\(payload.readableBytes) bytes)"
         case .copyDone: "CopyDone"
         case .copyFail(let message): "CopyFail(\(message))"
+        case .parse(let statement, let query, let types): "Parse(\(statement.isEmpty ? "unnamed" : statement), \(query.utf8.count) bytes, \(types.count) types)"
+        case .bind(let portal, let statement, let parameters):
+            "Bind(\(portal.isEmpty ? "unnamed" : portal), \(statement.isEmpty ? "unnamed" : statement), \(parameters.count) parameters)"
+        case .execute(let portal, let maxRows): "Execute(\(portal.isEmpty ? "unnamed" : portal), \(maxRows))"
         case .sync: "Sync"
         case .flush: "Flush"
         case .terminate: "Terminate"

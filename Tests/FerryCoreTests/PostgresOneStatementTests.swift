@@ -103,6 +103,64 @@ import Testing
         }
     }
 
+    /// The one-statement commit runs on a connection of its own (Ferry's wire client): losing
+    /// it is a retryable error after which the stored position is read again, and a value the
+    /// target refuses is reported with its SQLSTATE, nothing of the transaction committed.
+    @Test func theCommitConnectionsLossAndRefusalsAreHandled() async throws {
+        try await withTestDatabase(.trust, prefix: "pgdst") { target in
+            try await target.psql("CREATE TABLE a (id int PRIMARY KEY, v text CHECK (v <> 'refused')); CREATE TABLE b (id int PRIMARY KEY, n int)")
+            let destination = try PostgresDestination(url: target.url, pipeline: "p", logger: testLogger())
+            _ = try await destination.open()
+            try await destination.write(Self.events(1, [.insert(table: Self.a, row: [.int32(1), .text("x")])]))
+            #expect(try await destination.flush() == Self.transaction(1).end)
+            try await destination.write(Self.events(2, [.insert(table: Self.a, row: [.int32(2), .text("y")])]))
+            #expect(try await destination.flush() == Self.transaction(2).end)
+            #expect(await destination.oneStatementCommits == 1)
+
+            // The commit connection's backend ends between two flushes.
+            let ended = try await target.psql("""
+                SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'WITH ferry_position%'
+                """)
+            #expect(ended == "1")
+            try await destination.write(Self.events(3, [.insert(table: Self.a, row: [.int32(3), .text("z")])]))
+            let lost = await #expect(throws: FerryError.self) { _ = try await destination.flush() }
+            #expect(lost?.kind == .destination, "a lost connection is retryable: \(String(describing: lost))")
+            // The pipeline replays from the durable position: the same transaction again.
+            try await destination.write(Self.events(3, [.insert(table: Self.a, row: [.int32(3), .text("z")])]))
+            #expect(try await destination.flush() == Self.transaction(3).end)
+            #expect(try await target.psql("SELECT string_agg(id || v, ',' ORDER BY id) FROM a") == "1x,2y,3z")
+            #expect(try await Self.storedPosition(target) == Self.transaction(3).end.description)
+
+            // A value the target refuses, in one statement of two tables (both known since the
+            // last reconnection): neither is committed.
+            try await destination.write(Self.events(4, [.insert(table: Self.b, row: [.int32(1), .int32(1)])]))
+            #expect(try await destination.flush() == Self.transaction(4).end)
+            let commitBackends = """
+                SELECT count(*) FROM pg_stat_activity
+                WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'WITH ferry_position%'
+                """
+            #expect(try await target.psql(commitBackends) == "0", "the commit connection went with the lost one")
+            try await destination.write(Self.events(5, [
+                .insert(table: Self.b, row: [.int32(2), .int32(2)]), .insert(table: Self.a, row: [.int32(4), .text("refused")]),
+            ]))
+            let refused = await #expect(throws: FerryError.self) { _ = try await destination.flush() }
+            #expect(refused?.kind == .destinationRejected)
+            #expect(refused?.message.contains("SQLSTATE 23514") == true, "\(String(describing: refused))")
+            #expect(try await target.psql(commitBackends) == "1", "the refused statement ran on the commit connection")
+            #expect(try await target.psql("SELECT count(*) FROM b") == "1")
+            #expect(try await Self.storedPosition(target) == Self.transaction(4).end.description)
+            // The same refusal on the usual path (tables described again after the failure; the
+            // statement is prepared through postgres-nio's older API, which has errors of its own).
+            try await destination.write(Self.events(5, [.insert(table: Self.a, row: [.int32(4), .text("refused")])]))
+            let again = await #expect(throws: FerryError.self) { _ = try await destination.flush() }
+            #expect(again?.kind == .destinationRejected)
+            #expect(again?.message.contains("violates check constraint") == true && again?.message.contains("SQLSTATE 23514") == true,
+                    "\(String(describing: again))")
+            try await destination.close()
+        }
+    }
+
     /// Under ferry_conflicts=stop a conflict must be able to roll its transaction back: the
     /// flush takes the usual path, and nothing of the transaction nor its position is committed.
     @Test func theStopPolicyKeepsTheTransactionalPath() async throws {

@@ -161,6 +161,38 @@ import Testing
         }
     }
 
+    @Test func extendedQueriesArePreparedOnceAndKeepTheConnectionAfterAnError() async throws {
+        try await withSource(.trust) { source in
+            try await source.sql("CREATE TABLE t (id int PRIMARY KEY, v text)")
+            let connection = try await source.connect()
+            let insert = "INSERT INTO t VALUES ($1::int, $2) RETURNING id::text, v, v IS NULL"
+            var result = try await connection.extendedQuery(insert, parameters: ["1", "é"], prepareAs: "ins")
+            #expect(result.rows == [["1", "é", "f"]])
+            #expect(result.commandTag == "INSERT 0 1")
+            result = try await connection.extendedQuery(insert, parameters: ["2", nil], prepareAs: "ins")
+            #expect(result.rows == [["2", nil, "t"]])
+            #expect(connection.preparedStatements == ["ins"])
+            // Prepared once: the server holds one statement of that name, not re-parsed.
+            let prepared = try await connection.extendedQuery("SELECT name, statement FROM pg_prepared_statements", parameters: [])
+            #expect(prepared.rows == [["ins", insert]])
+
+            // The server's refusal, with its fields; the connection goes on.
+            let duplicate = await #expect(throws: PGConnectionError.self) {
+                try await connection.extendedQuery(insert, parameters: ["1", "again"], prepareAs: "ins")
+            }
+            #expect(duplicate?.serverError?.sqlState == "23505")
+            // A statement that does not parse is not recorded as prepared, and the next one runs.
+            let syntax = await #expect(throws: PGConnectionError.self) {
+                try await connection.extendedQuery("SELEC 1", parameters: [], prepareAs: "bad")
+            }
+            #expect(syntax?.serverError?.sqlState == "42601")
+            #expect(connection.preparedStatements == ["ins"])
+            #expect(try await connection.extendedQuery("SELECT count(*) FROM t", parameters: []).rows == [["2"]])
+            #expect(!connection.isBroken)
+            await connection.close()
+        }
+    }
+
     @Test func copyOutStreamsBinaryRowsThroughASmallBuffer() async throws {
         try await withSource(.trust) { source in
             try await source.sql("CREATE TABLE numbers AS SELECT g AS id, md5(g::text) AS label FROM generate_series(1, 20000) g")

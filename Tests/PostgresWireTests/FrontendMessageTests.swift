@@ -85,6 +85,23 @@ import PostgresWire
         }
     }
 
+    @Test func extendedQueryMessages() throws {
+        // 'P', length 4 + "s1\0" 3 + "SELECT $1\0" 10 + Int16(1) 2 + Int32(23) 4 = 23
+        #expect(try encoded(.parse(statement: "s1", query: "SELECT $1", parameterTypes: [23]))
+            == [0x50, 0x00, 0x00, 0x00, 23] + ascii("s1\0SELECT $1\0") + [0x00, 0x01, 0x00, 0x00, 0x00, 23])
+        // 'B', length 4 + "\0" + "s1\0" + Int16(0) formats + Int16(2) + (Int32(2) "ab") + Int32(-1) + Int16(0) = 24
+        #expect(try encoded(.bind(portal: "", statement: "s1", parameters: ["ab", nil]))
+            == [0x42, 0x00, 0x00, 0x00, 24, 0x00] + ascii("s1\0") + [0x00, 0x00, 0x00, 0x02]
+                + [0x00, 0x00, 0x00, 0x02] + ascii("ab") + [0xFF, 0xFF, 0xFF, 0xFF] + [0x00, 0x00])
+        // A parameter's length counts UTF-8 bytes.
+        #expect(try encoded(.bind(portal: "", statement: "", parameters: ["é"]))
+            == [0x42, 0x00, 0x00, 0x00, 18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0xC3, 0xA9, 0x00, 0x00])
+        #expect(try encoded(.execute(portal: "", maxRows: 0)) == [0x45, 0x00, 0x00, 0x00, 9, 0x00, 0x00, 0x00, 0x00, 0x00])
+        #expect(throws: WireEncodingError.self) { try encoded(.parse(statement: "a\0b", query: "SELECT 1", parameterTypes: [])) }
+        // Parameter values are not printed (they are the rows' data).
+        #expect("\(FrontendMessage.bind(portal: "", statement: "s1", parameters: ["secret"]))" == "Bind(unnamed, s1, 1 parameters)")
+    }
+
     @Test func nulInAStringIsRejectedAndNothingIsWritten() {
         var buffer = ByteBuffer(bytes: [0xAA])
         #expect(throws: WireEncodingError.self) { try FrontendMessage.query("SELECT '\0'").encode(into: &buffer) }
