@@ -346,18 +346,20 @@ public final class Pipeline: Sendable {
         var busy = !loopAllowed
         var modeChanged = false
         let quietEvents = max(1, configuration.batchSize / 4)
+        // Made once: a closure literal in the loop's call would be allocated for every message.
+        let onIdle = {
+            // In the middle of a transaction there is nothing to flush: its rest is on the
+            // way (a large one is delivered a batch at a time as it comes).
+            guard pending.committedSinceFlush else { return }
+            let small = pending.events.count < quietEvents
+            try await flushPending(false)
+            if busy && small && loopAllowed {
+                busy = false
+                modeChanged = true
+            }
+        }
         let take = { [self] () async throws -> Bool in  // true: the stream ended
-            while let message = try await stream.next(onIdle: {
-                // In the middle of a transaction there is nothing to flush: its rest is on the
-                // way (a large one is delivered a batch at a time as it comes).
-                guard pending.committedSinceFlush else { return }
-                let small = pending.events.count < quietEvents
-                try await flushPending(false)
-                if busy && small && loopAllowed {
-                    busy = false
-                    modeChanged = true
-                }
-            }) {
+            while let message = try await stream.next(onIdle: onIdle) {
                 if case .message(let logical) = message.message, logical.prefix == SlotWatch.heartbeatPrefix {
                     // Our own heartbeat: it only moves the position.
                     if let end = message.message.unitEndLSN, !logical.isTransactional {
