@@ -214,6 +214,7 @@ let package = Package(
                 "PostgresWire",
                 "PGOutput",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
             swiftSettings: strict
         ),

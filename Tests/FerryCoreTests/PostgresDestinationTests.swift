@@ -2,6 +2,9 @@ import FerryCore
 import FerryTestSupport
 import Foundation
 import Logging
+import NIOCore
+import PostgresNIO
+import PostgresReplication
 import PostgresWire
 import Testing
 @testable import FerryPostgres
@@ -47,6 +50,26 @@ func postgresPipeline(_ source: TestDatabase, _ target: TestDatabase, tables: [S
         let rows: [Row] = [[.int32(1), .text("a\"b\\c")], [.null, .null], [.int32(-7), .text("ünï")]]
         #expect(PostgresDestination.arrayLiteral(rows, column: 0) == #"{"1",NULL,"-7"}"#)
         #expect(PostgresDestination.arrayLiteral(rows, column: 1) == #"{"a\"b\\c",NULL,"ünï"}"#)
+    }
+
+    /// Which failures are a lost connection (the pipeline reconnects and replays) and which a
+    /// refusal (it stops with the server's words), from each client the destination uses.
+    @Test func connectionLossesAndRefusalsAreToldApart() {
+        func server(_ state: String) -> PostgresServerError {
+            PostgresServerError(fields: [.sqlState: state, .message: "m", .detail: "d"])
+        }
+        // Ferry's own client (the one-statement commit).
+        #expect(PostgresDestination.isConnectionLost(PGConnectionError(.connectionClosed, "closed")))
+        #expect(PostgresDestination.isConnectionLost(PGConnectionError(.server, "shutdown", serverError: server("57P01"))))
+        #expect(!PostgresDestination.isConnectionLost(PGConnectionError(.server, "dup", serverError: server("23505"))))
+        #expect(PostgresDestination.serverRefusal(PGConnectionError(.server, "dup", serverError: server("23505")))?.sqlState == "23505")
+        #expect(PostgresDestination.serverRefusal(PGConnectionError(.connectionClosed, "closed")) == nil)
+        // postgres-nio's older API (prepared statements) reports a closed connection its own way.
+        #expect(PostgresDestination.isConnectionLost(PostgresError.connectionClosed))
+        #expect(PostgresDestination.isConnectionLost(PostgresError.protocol("Unexpected connection close")))
+        #expect(PostgresDestination.isConnectionLost(IOError(errnoCode: ECONNRESET, reason: "read")))
+        #expect(PostgresDestination.isConnectionLost(ChannelError.ioOnClosedChannel))
+        #expect(!PostgresDestination.isConnectionLost(FerryError(.destinationRejected, "refused")))
     }
 
     /// Every type of the pipeline issue, copied by the snapshot and then streamed (inserts, an
