@@ -31,6 +31,30 @@ final class CommitConnection: @unchecked Sendable {
         self.logger = logger
     }
 
+    /// When the connection could not be opened: not tried again before this (a target that
+    /// allows the user one connection would otherwise be asked at every flush).
+    private var retryAfter: ContinuousClock.Instant?
+    static let retryDelay = Duration.seconds(60)
+
+    /// Whether the connection is open or can be opened now. If not, the caller takes the usual
+    /// path on its main connection (which reports a target that is down); the reason is logged
+    /// and opening is tried again after ``retryDelay``.
+    func ready(on eventLoop: (any EventLoop)?) async -> Bool {
+        if let connection, !connection.isBroken { return true }
+        if let retryAfter, ContinuousClock.now < retryAfter { return false }
+        do {
+            _ = try await open(on: eventLoop)
+            retryAfter = nil
+            return true
+        } catch {
+            retryAfter = .now + Self.retryDelay
+            logger.warning("small transactions take the usual path: the second connection they commit on could not be opened",
+                           metadata: ["destination": "\(destination)", "error": "\(Redaction.redact(String(describing: error)))",
+                                      "fix": "allow this user one more connection on the target (CONNECTION LIMIT, max_connections); tried again in a minute"])
+            return false
+        }
+    }
+
     /// Runs `sql` with text parameters; returns its rows as text. A server error comes as a
     /// `PGConnectionError` with the server's fields; a lost connection as one without.
     func run(_ sql: String, _ parameters: [String], on eventLoop: (any EventLoop)?) async throws -> [[String?]] {

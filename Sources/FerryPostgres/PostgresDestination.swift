@@ -1309,15 +1309,19 @@ public actor PostgresDestination: Destination {
     /// statement (data-modifying CTEs), which commits by itself — one round trip instead of
     /// BEGIN, a statement per run, the position and COMMIT. The conflicts are counted from its
     /// rows afterwards (under `stop` they must be able to roll the transaction back, so that
-    /// policy takes the usual path). Returns false when the transaction does not qualify.
+    /// policy takes the usual path). The statement goes on the commit connection
+    /// (``CommitConnection``, Ferry's own client); when that cannot be opened, the usual path.
+    /// Returns false when the transaction does not qualify.
     private func commitInOneStatement() async throws -> Bool {
         guard beginPending, copying == nil, options.conflicts == .apply,
               Set(runs.map(\.table)).count == runs.count,
               runs.allSatisfy({ $0.rows.count < Self.copyThreshold }) else { return false }
+        guard runs.allSatisfy({ targets[$0.table].map { !$0.keyPending } ?? false }),
+              await commitConnection.ready(on: EventLoopTaskExecutor.current?.eventLoop) else { return false }
         var statements: [RunStatement] = []
         var parameters: [String] = []
         for run in runs {
-            guard let target = targets[run.table], !target.keyPending else { return false }
+            guard let target = targets[run.table] else { return false }
             let statement = try Self.statement(for: run, into: target, parametersAfter: parameters.count)
             parameters += statement.parameters
             statements.append(statement)

@@ -161,6 +161,30 @@ import Testing
         }
     }
 
+    /// A user the target allows one connection: small transactions take the usual path on it
+    /// (the commit connection cannot be opened), and nothing is lost.
+    @Test func withoutASecondConnectionSmallFlushesTakeTheUsualPath() async throws {
+        try await withTestDatabase(.trust, prefix: "pgdst") { target in
+            let role = "one_\(target.name)"
+            try await target.psql("""
+                CREATE ROLE \(role) LOGIN CONNECTION LIMIT 1; GRANT CREATE ON DATABASE \(target.name) TO \(role);
+                CREATE TABLE a (id int PRIMARY KEY, v text); ALTER TABLE a OWNER TO \(role);
+                """)
+            let url = target.server.url(database: target.name, user: role)
+            let destination = try PostgresDestination(url: url, pipeline: "p", logger: testLogger())
+            _ = try await destination.open()
+            for n in UInt64(1)...3 {
+                try await destination.write(Self.events(n, [.insert(table: Self.a, row: [.int32(Int32(n)), .text("v\(n)")])]))
+                #expect(try await destination.flush() == Self.transaction(n).end)
+            }
+            #expect(await destination.oneStatementCommits == 0)
+            #expect(try await target.psql("SELECT string_agg(id || v, ',' ORDER BY id) FROM a") == "1v1,2v2,3v3")
+            #expect(try await Self.storedPosition(target) == Self.transaction(3).end.description)
+            try await destination.close()
+            try await target.psql("DROP OWNED BY \(role); DROP ROLE \(role)")
+        }
+    }
+
     /// Under ferry_conflicts=stop a conflict must be able to roll its transaction back: the
     /// flush takes the usual path, and nothing of the transaction nor its position is committed.
     @Test func theStopPolicyKeepsTheTransactionalPath() async throws {
