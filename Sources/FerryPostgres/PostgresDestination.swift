@@ -1316,12 +1316,12 @@ public actor PostgresDestination: Destination {
         guard beginPending, copying == nil, options.conflicts == .apply,
               Set(runs.map(\.table)).count == runs.count,
               runs.allSatisfy({ $0.rows.count < Self.copyThreshold }) else { return false }
-        guard runs.allSatisfy({ targets[$0.table].map { !$0.keyPending } ?? false }),
+        let runTargets = runs.compactMap { targets[$0.table] }
+        guard runTargets.count == runs.count, !runTargets.contains(where: \.keyPending),
               await commitConnection.ready(on: EventLoopTaskExecutor.current?.eventLoop) else { return false }
         var statements: [RunStatement] = []
         var parameters: [String] = []
-        for run in runs {
-            guard let target = targets[run.table] else { return false }
+        for (run, target) in zip(runs, runTargets) {
             let statement = try Self.statement(for: run, into: target, parametersAfter: parameters.count)
             parameters += statement.parameters
             statements.append(statement)
