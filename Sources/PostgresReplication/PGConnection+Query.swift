@@ -28,40 +28,9 @@ extension PGConnection {
     public func simpleQuery(_ sql: String) async throws -> [QueryResult] {
         try ensureUsable()
         try await send(.query(sql))
-        var results: [QueryResult] = []
-        var current = QueryResult()
-        var failure: PGConnectionError?
-        while true {
-            let message = try await next()
-            switch message {
-            case .rowDescription(let fields):
-                current.fields = fields
-            case .dataRow(let row):
-                current.rows.append(row.columns.map { $0.map { String(buffer: $0) } })
-            case .commandComplete(let tag):
-                current.commandTag = tag
-                results.append(current)
-                current = QueryResult()
-            case .emptyQueryResponse:
-                results.append(current)
-                current = QueryResult()
-            case .errorResponse, .noticeResponse, .parameterStatus:
-                takeStatus(message, failure: &failure)
-            case .copyInResponse:
-                try await send(.copyFail(message: "Ferry's simpleQuery does not send COPY data; use copyOut for COPY TO"))
-            case .copyOutResponse:
-                failure = failure ?? PGConnectionError(.server, "simpleQuery received COPY data; use copyOut(_:) for COPY … TO STDOUT")
-            case .copyData, .copyDone:
-                continue
-            case .copyBothResponse:
-                throw unexpected(message, during: "a simple query (use startReplication for START_REPLICATION)")
-            case .readyForQuery:
-                if let failure { throw failure }
-                return results
-            default:
-                throw unexpected(message, during: "a simple query")
-            }
-        }
+        let exchange = try await readExchange(during: "a simple query")
+        if let failure = exchange.failure { throw failure }
+        return exchange.results
     }
 
     /// Runs one statement with the extended protocol, with text parameters (nil: NULL):
@@ -85,32 +54,60 @@ extension PGConnection {
             throw classify(error)
         }
         try await write(buffer)
-        var result = QueryResult()
+        let exchange = try await readExchange(during: "an extended query")
+        // Recorded even when Execute failed: the server keeps a statement it parsed.
+        if exchange.parsed, let statement { preparedStatements.insert(statement) }
+        if let failure = exchange.failure { throw failure }
+        return exchange.results.last ?? QueryResult()
+    }
+
+    /// What the server answered to one exchange, up to ReadyForQuery.
+    struct Exchange {
+        /// One per statement that ended (CommandComplete or EmptyQueryResponse), rows as text.
+        var results: [QueryResult] = []
+        /// The server parsed a statement (ParseComplete).
+        var parsed = false
+        /// The first server error; the server skipped the rest of the exchange after it.
         var failure: PGConnectionError?
+    }
+
+    /// Reads the replies to a simple or extended query up to ReadyForQuery. COPY is refused
+    /// here (``copyIn(_:_:)`` and ``copyOut(_:_:)`` run it).
+    func readExchange(during phase: String) async throws -> Exchange {
+        var exchange = Exchange()
+        var current = QueryResult()
         while true {
             let message = try await next()
             switch message {
-            case .parseComplete:
-                if let statement { preparedStatements.insert(statement) }
-            case .bindComplete, .noData, .portalSuspended, .emptyQueryResponse:
-                continue
+            case .rowDescription(let fields):
+                current.fields = fields
             case .dataRow(let row):
-                result.rows.append(row.columns.map { $0.map { String(buffer: $0) } })
+                current.rows.append(row.columns.map { $0.map { String(buffer: $0) } })
             case .commandComplete(let tag):
-                result.commandTag = tag
+                current.commandTag = tag
+                exchange.results.append(current)
+                current = QueryResult()
+            case .emptyQueryResponse:
+                exchange.results.append(current)
+                current = QueryResult()
+            case .parseComplete:
+                exchange.parsed = true
+            case .bindComplete, .noData, .portalSuspended:
+                continue
             case .errorResponse, .noticeResponse, .parameterStatus:
-                takeStatus(message, failure: &failure)
+                takeStatus(message, failure: &exchange.failure)
             case .copyInResponse:
-                try await send(.copyFail(message: "Ferry's extendedQuery does not send COPY data"))
+                try await send(.copyFail(message: "Ferry sends COPY data only with copyIn"))
             case .copyOutResponse:
-                failure = failure ?? PGConnectionError(.server, "extendedQuery received COPY data; use copyOut(_:) for COPY … TO STDOUT")
+                exchange.failure = exchange.failure ?? PGConnectionError(.server, "\(phase) received COPY data; use copyOut(_:) for COPY … TO STDOUT")
             case .copyData, .copyDone:
                 continue
+            case .copyBothResponse:
+                throw unexpected(message, during: "\(phase) (use startReplication for START_REPLICATION)")
             case .readyForQuery:
-                if let failure { throw failure }
-                return result
+                return exchange
             default:
-                throw unexpected(message, during: "an extended query")
+                throw unexpected(message, during: phase)
             }
         }
     }

@@ -187,6 +187,12 @@ import Testing
             }
             #expect(syntax?.serverError?.sqlState == "42601")
             #expect(connection.preparedStatements == ["ins"])
+            // Parsed, then refused at its first execution: the server keeps it, and so does the record.
+            await #expect(throws: PGConnectionError.self) {
+                try await connection.extendedQuery("SELECT 1 / $1::int", parameters: ["0"], prepareAs: "div")
+            }
+            #expect(connection.preparedStatements == ["ins", "div"])
+            #expect(try await connection.extendedQuery("SELECT 1 / $1::int", parameters: ["1"], prepareAs: "div").rows == [["1"]])
             #expect(try await connection.extendedQuery("SELECT count(*) FROM t", parameters: []).rows == [["2"]])
             #expect(!connection.isBroken)
             await connection.close()
