@@ -108,9 +108,7 @@ public enum FrontendMessage: Sendable, Hashable {
                 try body.writeCString(message, field: "CopyFail message")
             }
         case .parse(let statement, let query, let types):
-            guard types.count <= Int(Int16.max) else {
-                throw WireEncodingError(code: .invalidValue, field: "Parse parameter types", reason: "\(types.count) types; at most \(Int16.max)")
-            }
+            try Self.check(count: types.count, atMost: Int(Int16.max), "Parse parameter types")
             try buffer.writeMessage(type: "P") { (body: inout ByteBuffer) throws(WireEncodingError) in
                 try body.writeCString(statement, field: "statement name")
                 try body.writeCString(query, field: "query")
@@ -118,9 +116,7 @@ public enum FrontendMessage: Sendable, Hashable {
                 for type in types { body.writeInteger(type, endianness: .big) }
             }
         case .bind(let portal, let statement, let parameters):
-            guard parameters.count <= Int(UInt16.max) else {
-                throw WireEncodingError(code: .invalidValue, field: "Bind parameters", reason: "\(parameters.count) parameters; at most \(UInt16.max)")
-            }
+            try Self.check(count: parameters.count, atMost: Int(UInt16.max), "Bind parameters")
             try buffer.writeMessage(type: "B") { (body: inout ByteBuffer) throws(WireEncodingError) in
                 try body.writeCString(portal, field: "portal name")
                 try body.writeCString(statement, field: "statement name")
@@ -160,6 +156,13 @@ public enum FrontendMessage: Sendable, Hashable {
             buffer.writeInteger(Self.cancelRequestCode, endianness: .big)
             buffer.writeInteger(key.processID, endianness: .big)
             buffer.writeBytes(key.secretKey)
+        }
+    }
+
+    /// A count the message carries in 16 bits.
+    private static func check(count: Int, atMost limit: Int, _ field: String) throws(WireEncodingError) {
+        guard count <= limit else {
+            throw WireEncodingError(code: .invalidValue, field: field, reason: "\(count) given; at most \(limit)")
         }
     }
 

@@ -98,6 +98,9 @@ import PostgresWire
             == [0x42, 0x00, 0x00, 0x00, 18, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x02, 0xC3, 0xA9, 0x00, 0x00])
         #expect(try encoded(.execute(portal: "", maxRows: 0)) == [0x45, 0x00, 0x00, 0x00, 9, 0x00, 0x00, 0x00, 0x00, 0x00])
         #expect(throws: WireEncodingError.self) { try encoded(.parse(statement: "a\0b", query: "SELECT 1", parameterTypes: [])) }
+        // Counts travel in 16 bits: one parameter too many is refused, not wrapped around.
+        #expect(throws: WireEncodingError.self) { try encoded(.bind(portal: "", statement: "", parameters: Array(repeating: nil, count: 65_536))) }
+        #expect(try encoded(.bind(portal: "", statement: "", parameters: Array(repeating: nil, count: 65_535))).count == 1 + 4 + 1 + 1 + 2 + 2 + 65_535 * 4 + 2)
         // Parameter values are not printed (they are the rows' data).
         #expect("\(FrontendMessage.bind(portal: "", statement: "s1", parameters: ["secret"]))" == "Bind(unnamed, s1, 1 parameters)")
     }
