@@ -80,7 +80,7 @@ final class BinaryCopyLoader: @unchecked Sendable {
     }
 
     private func open() async throws -> PGConnection {
-        if let connection, !connection.isBroken { return connection }
+        if let connection, connection.isOpen { return connection }
         await close()
         do {
             let connection = try await PGConnection.connect(configuration, replication: .some(nil), logger: logger)

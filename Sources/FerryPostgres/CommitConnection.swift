@@ -40,7 +40,7 @@ final class CommitConnection: @unchecked Sendable {
     /// path on its main connection (which reports a target that is down); the reason is logged
     /// and opening is tried again after ``retryDelay``.
     func ready(on eventLoop: (any EventLoop)?) async -> Bool {
-        if let connection, !connection.isBroken { return true }
+        if let connection, connection.isOpen { return true }
         if let retryAfter, ContinuousClock.now < retryAfter { return false }
         do {
             _ = try await open(on: eventLoop)
@@ -74,7 +74,7 @@ final class CommitConnection: @unchecked Sendable {
     }
 
     private func open(on eventLoop: (any EventLoop)?) async throws -> PGConnection {
-        if let connection, !connection.isBroken { return connection }
+        if let connection, connection.isOpen { return connection }
         await close()
         let connection: PGConnection
         do {

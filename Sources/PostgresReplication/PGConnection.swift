@@ -28,6 +28,9 @@ public final class PGConnection {
     let logger: Logger
     private var batch = CircularBuffer<BackendMessage>()
     public private(set) var isBroken = false
+    /// Usable for the next exchange: not broken, and the socket still open (a server that
+    /// closed an idle session, or restarted, is seen here before anything is sent).
+    public var isOpen: Bool { !isBroken && channel.isActive }
     /// Statements this connection prepared by name (``extendedQuery(_:parameters:prepareAs:)``).
     public internal(set) var preparedStatements: Set<String> = []
 

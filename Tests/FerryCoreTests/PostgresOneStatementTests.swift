@@ -117,42 +117,66 @@ import Testing
             #expect(try await destination.flush() == Self.transaction(2).end)
             #expect(await destination.oneStatementCommits == 1)
 
-            // The commit connection's backend ends between two flushes.
-            let ended = try await target.psql("""
-                SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+            let commitBackend = """
+                SELECT pid FROM pg_stat_activity
                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'WITH ferry_position%'
-                """)
-            #expect(ended == "1")
-            try await destination.write(Self.events(3, [.insert(table: Self.a, row: [.int32(3), .text("z")])]))
-            let lost = await #expect(throws: FerryError.self) { _ = try await destination.flush() }
-            #expect(lost?.kind == .destination, "a lost connection is retryable: \(String(describing: lost))")
-            // The pipeline replays from the durable position: the same transaction again.
+                """
+            // The commit connection's backend ends between two flushes (an idle session timed
+            // out, say): nothing was in flight, so the next flush opens a new one and goes on.
+            let first = try await target.psql(commitBackend)
+            #expect(try await target.psql("SELECT pg_terminate_backend(\(first))") == "t")
+            try await eventually("the backend to exit") { try await target.psql(commitBackend).isEmpty }
+            try await Task.sleep(for: .milliseconds(100))  // its close reaches Ferry's idle event loop
             try await destination.write(Self.events(3, [.insert(table: Self.a, row: [.int32(3), .text("z")])]))
             #expect(try await destination.flush() == Self.transaction(3).end)
-            #expect(try await target.psql("SELECT string_agg(id || v, ',' ORDER BY id) FROM a") == "1x,2y,3z")
-            #expect(try await Self.storedPosition(target) == Self.transaction(3).end.description)
+            #expect(await destination.oneStatementCommits == 2)
+            let second = try await target.psql(commitBackend)
+            #expect(!second.isEmpty && second != first, "a new commit connection")
+
+            // It ends while its statement runs (a trigger holds the statement): whether it
+            // committed is unknown, so the flush fails as retryable, and the position is read
+            // again from the target before the replay.
+            try await target.psql("""
+                CREATE SEQUENCE slept;
+                CREATE FUNCTION slow() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN IF NEW.v = 'slow' AND nextval('slept') = 1 THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$;
+                CREATE TRIGGER slow BEFORE INSERT ON a FOR EACH ROW EXECUTE FUNCTION slow();
+                """)
+            try await destination.write(Self.events(4, [.insert(table: Self.a, row: [.int32(4), .text("slow")])]))
+            let flushing = Task { try await destination.flush() }
+            try await eventually("the statement to run") {
+                try await target.psql(commitBackend + " AND state = 'active' AND wait_event = 'PgSleep'") != ""
+            }
+            _ = try await target.psql("SELECT pg_terminate_backend(pid) FROM (\(commitBackend)) b")
+            let lost = await #expect(throws: FerryError.self) { _ = try await flushing.value }
+            #expect(lost?.kind == .destination, "a lost connection is retryable: \(String(describing: lost))")
+            // The pipeline replays from the durable position: the same transaction again.
+            try await destination.write(Self.events(4, [.insert(table: Self.a, row: [.int32(4), .text("slow")])]))
+            #expect(try await destination.flush() == Self.transaction(4).end)
+            #expect(try await target.psql("SELECT string_agg(id || v, ',' ORDER BY id) FROM a") == "1x,2y,3z,4slow")
+            #expect(try await Self.storedPosition(target) == Self.transaction(4).end.description)
 
             // A value the target refuses, in one statement of two tables (both known since the
             // last reconnection): neither is committed.
-            try await destination.write(Self.events(4, [.insert(table: Self.b, row: [.int32(1), .int32(1)])]))
-            #expect(try await destination.flush() == Self.transaction(4).end)
+            try await destination.write(Self.events(5, [.insert(table: Self.b, row: [.int32(1), .int32(1)])]))
+            #expect(try await destination.flush() == Self.transaction(5).end)
             let commitBackends = """
                 SELECT count(*) FROM pg_stat_activity
                 WHERE datname = current_database() AND pid <> pg_backend_pid() AND query LIKE 'WITH ferry_position%'
                 """
             #expect(try await target.psql(commitBackends) == "0", "the commit connection went with the lost one")
-            try await destination.write(Self.events(5, [
-                .insert(table: Self.b, row: [.int32(2), .int32(2)]), .insert(table: Self.a, row: [.int32(4), .text("refused")]),
+            try await destination.write(Self.events(6, [
+                .insert(table: Self.b, row: [.int32(2), .int32(2)]), .insert(table: Self.a, row: [.int32(7), .text("refused")]),
             ]))
             let refused = await #expect(throws: FerryError.self) { _ = try await destination.flush() }
             #expect(refused?.kind == .destinationRejected)
             #expect(refused?.message.contains("SQLSTATE 23514") == true, "\(String(describing: refused))")
             #expect(try await target.psql(commitBackends) == "1", "the refused statement ran on the commit connection")
             #expect(try await target.psql("SELECT count(*) FROM b") == "1")
-            #expect(try await Self.storedPosition(target) == Self.transaction(4).end.description)
+            #expect(try await Self.storedPosition(target) == Self.transaction(5).end.description)
             // The same refusal on the usual path (tables described again after the failure; the
             // statement is prepared through postgres-nio's older API, which has errors of its own).
-            try await destination.write(Self.events(5, [.insert(table: Self.a, row: [.int32(4), .text("refused")])]))
+            try await destination.write(Self.events(6, [.insert(table: Self.a, row: [.int32(7), .text("refused")])]))
             let again = await #expect(throws: FerryError.self) { _ = try await destination.flush() }
             #expect(again?.kind == .destinationRejected)
             #expect(again?.message.contains("violates check constraint") == true && again?.message.contains("SQLSTATE 23514") == true,
