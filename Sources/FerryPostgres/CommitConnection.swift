@@ -85,8 +85,7 @@ final class CommitConnection: @unchecked Sendable {
                              fix: "check the destination URL, that the server runs and accepts one more connection from this user")
         }
         do {
-            // The same session as the main connection's (text forms of values, synchronous commit).
-            try await connection.simpleQuery("SET synchronous_commit = on; " + Pipeline.sessionSettings)
+            try await connection.simpleQuery(PostgresDestination.sessionSettings)
         } catch {
             await connection.close()
             throw FerryError(.destination, "cannot set up the connection to the Postgres destination \(destination): \(Redaction.redact(String(describing: error)))",

@@ -1440,9 +1440,8 @@ public actor PostgresDestination: Destination {
                              fix: "check the destination URL, that the server runs and accepts the user")
         }
         do {
-            // The same text forms as the values Ferry decoded (keys are compared as text).
-            let statements = ["SET synchronous_commit = on"] + Pipeline.sessionSettings.split(separator: ";").map(String.init)
-            for statement in statements where !statement.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
+            // One statement at a time: postgres-nio's extended protocol takes no lists.
+            for statement in Self.sessionSettings.split(separator: ";").map(String.init) where !statement.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty {
                 try await run(statement, on: connection, logger: logger)
             }
         } catch {
@@ -1505,6 +1504,11 @@ public actor PostgresDestination: Destination {
         targetTransactionOpen = false
         beginPending = false
     }
+
+    /// Every target connection's session: the same text forms as the values Ferry decoded
+    /// (keys are compared as text), and commits that wait for the target's WAL flush (the
+    /// position confirmed to the source is only what the target has made durable).
+    static let sessionSettings = "SET synchronous_commit = on; " + Pipeline.sessionSettings
 
     static func postgresConfiguration(_ configuration: ConnectionConfiguration) throws -> PostgresConnection.Configuration {
         let endpoint = configuration.endpoints[0]
