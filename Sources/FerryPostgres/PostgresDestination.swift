@@ -575,7 +575,8 @@ public actor PostgresDestination: Destination {
                 try await applyRun()
                 if let old { try await deleteOne(target, schema: table, row: old) }
                 try await add(.upsert, schema: table, row: row, origin: .insert)
-            } else if let old, target.key(of: old, schema: table) != target.key(of: row, schema: table) {
+            } else if let old, case let sources = target.keySources(for: table),
+                      Target.key(of: old, sources: sources) != Target.key(of: row, sources: sources) {
                 // The key changed: the old row goes, the new one comes.
                 try await add(.delete, schema: table, row: old, origin: .update)
                 try await add(.upsert, schema: table, row: row, origin: .insert)
