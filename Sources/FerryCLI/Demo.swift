@@ -72,11 +72,19 @@ extension Ferry {
             let running = Task { try await pipeline.run() }
             let workload = try await DemoShop.workload(source: source, seconds: seconds, orders: rows)
 
-            // Caught up: every change up to the current WAL position is durable in the replica.
-            let target = try await DemoShop.currentPosition(source)
+            // Caught up: every change up to a heartbeat emitted now is durable in the replica. (The
+            // current WAL position alone is confirmed only once something published follows it.)
+            // A heartbeat emitted before the pipeline made its slot (the workload can end first
+            // on a busy machine) never comes: then one more each second, until one is confirmed.
+            let target = try await DemoShop.emitHeartbeat(source)
             let deadline = clock.now + .seconds(120)
+            var heartbeatAt = clock.now
             while pipeline.statistics.confirmedPosition < target {
                 if running.isCancelled || clock.now > deadline { break }
+                if clock.now - heartbeatAt >= .seconds(1) {
+                    _ = try await DemoShop.emitHeartbeat(source)
+                    heartbeatAt = clock.now
+                }
                 try await Task.sleep(for: .milliseconds(50))
             }
             let caughtUp = clock.now
@@ -95,6 +103,10 @@ extension Ferry {
             workload: \(workload.inserts) inserts, \(workload.updates) updates, \(workload.deletes) deletes; \
             lag at the end: \(pipeline.statistics.confirmedPosition >= target ? "0 bytes" : "\(target.bytes(since: pipeline.statistics.confirmedPosition)) bytes")
             """)
+            guard pipeline.statistics.confirmedPosition >= target else {
+                throw FerryError(.destination, "the replica did not catch up with the source within 120 s",
+                                 fix: "look at the messages above; on a very busy machine run the demo again with fewer --rows")
+            }
             guard differences.isEmpty else {
                 throw FerryError(.destination, "the replica does not match the source: " + differences.joined(separator: "; "),
                                  fix: "this is a bug in Ferry; please report it with this output")
@@ -171,10 +183,14 @@ enum DemoShop {
         return counts
     }
 
-    static func currentPosition(_ source: ConnectionConfiguration) async throws -> LSN {
-        let rows = try await withConnection(source) { try await $0.query("SELECT pg_current_wal_lsn()") }
+    /// Emits Ferry's heartbeat on the source; returns its position, which the pipeline confirms
+    /// once everything before it is durable.
+    static func emitHeartbeat(_ source: ConnectionConfiguration) async throws -> LSN {
+        let rows = try await withConnection(source) {
+            try await $0.query("SELECT pg_logical_emit_message(false, '\(Pipeline.heartbeatPrefix)', '')")
+        }
         guard let text = rows.first?.first ?? nil, let lsn = LSN(text) else {
-            throw FerryError(.source, "could not read the current WAL position")
+            throw FerryError(.source, "could not emit a heartbeat on the source")
         }
         return lsn
     }

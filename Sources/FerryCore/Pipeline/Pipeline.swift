@@ -445,6 +445,13 @@ public final class Pipeline: Sendable {
         return position
     }
 
+    /// The prefix of Ferry's heartbeat, a non-transactional logical message
+    /// (`pg_logical_emit_message(false, prefix, '')`): never delivered to destinations, it only
+    /// moves the confirmed position, once everything before it is durable. Emitted by the
+    /// pipeline (``PipelineConfiguration/heartbeatInterval``), or by anyone who wants to know
+    /// when the pipeline has caught up with a position.
+    public static let heartbeatPrefix = "ferry_heartbeat"
+
     static let positionSaveInterval = Duration.seconds(1)
 
     /// Flushes every destination and confirms the lowest durable position to PostgreSQL.

@@ -8,7 +8,7 @@ import Synchronization
 /// when the slot is gone or invalidated; and, when configured, emits the heartbeat.
 final class SlotWatch: Sendable {
     /// The prefix of the heartbeat's logical message; the pipeline never delivers these.
-    static let heartbeatPrefix = "ferry_heartbeat"
+    static let heartbeatPrefix = Pipeline.heartbeatPrefix
 
     let configuration: PipelineConfiguration
     let slot: String
