@@ -103,6 +103,19 @@ public final class ReplicationStream: AsyncSequence {
     /// The next message; before waiting for the network with nothing buffered, and after at
     /// least one message was returned since the last call, runs `onIdle` — the moment for a
     /// consumer to flush what it batched (a commit followed only by keepalives, then silence).
+    /// The next message among those already received, without waiting: nil once they are used
+    /// up, or when the next one needs ``next(onIdle:)`` (the end of the stream, a server error,
+    /// a stop request). A consumer working through a backlog calls this first, and `next` only
+    /// when it answers nil: one async call per batch instead of one per message (each call
+    /// checks the task's executor twice, a few percent of a large transaction's CPU).
+    public func nextReceived() throws -> WALMessage? {
+        while !finished && !reachedEnd && !stopper.isRequested, case .copyData(let payload)? = batch.first {
+            batch.removeFirst()
+            if let decoded = try decodeFrame(payload) { return decoded }
+        }
+        return nil
+    }
+
     public func next(onIdle: (() async throws -> Void)?) async throws -> WALMessage? {
         while !finished && !reachedEnd && !stopper.isRequested {
             if batch.isEmpty {

@@ -359,7 +359,11 @@ public final class Pipeline: Sendable {
             }
         }
         let take = { [self] () async throws -> Bool in  // true: the stream ended
-            while let message = try await stream.next(onIdle: onIdle) {
+            while true {
+                // What is already received first, without an async call per message.
+                var next = try stream.nextReceived()
+                if next == nil { next = try await stream.next(onIdle: onIdle) }
+                guard let message = next else { break }
                 if case .message(let logical) = message.message, logical.prefix == SlotWatch.heartbeatPrefix {
                     // Our own heartbeat: it only moves the position.
                     if let end = message.message.unitEndLSN, !logical.isTransactional {
