@@ -23,6 +23,7 @@ final class InboundBuffer<Element: Sendable>: Sendable {
 
     private let state = Mutex(State())
     let highWatermark: Int
+    static var wakeBytes: Int { 64 << 10 }
     private let resumeReading: @Sendable () -> Void
 
     init(highWatermark: Int, resumeReading: @escaping @Sendable () -> Void) {
@@ -33,14 +34,20 @@ final class InboundBuffer<Element: Sendable>: Sendable {
 
     /// Producer side: appends several elements under one lock. Returns whether the producer
     /// may keep reading.
+    ///
+    /// `wake`: a consumer waiting for elements is woken now. Otherwise only once ``wakeBytes``
+    /// are buffered: a large transaction then wakes its consumer once per some hundred rows
+    /// instead of at every read of the few the server has just sent (each wake-up costs both
+    /// threads a system call and a context switch).
     @discardableResult
-    func append(contentsOf elements: [Element], bytes: Int) -> Bool {
+    func append(contentsOf elements: [Element], bytes: Int, wake: Bool = true) -> Bool {
         guard !elements.isEmpty else { return !isReadingPaused }
         let (waiter, keepReading) = state.withLock { state -> (CheckedContinuation<Void, Never>?, Bool) in
             guard state.terminal == nil else { return (nil, false) }
             state.elements.append(contentsOf: elements)
             state.bytes += bytes
             if state.bytes >= highWatermark { state.readingPaused = true }
+            guard wake || state.bytes >= min(Self.wakeBytes, highWatermark) else { return (nil, !state.readingPaused) }
             let waiter = state.waiter
             state.waiter = nil
             return (waiter, !state.readingPaused)
@@ -132,4 +139,7 @@ final class InboundBuffer<Element: Sendable>: Sendable {
 
     /// Bytes buffered now (for metrics and tests).
     var bufferedBytes: Int { state.withLock { $0.bytes } }
+
+    /// Whether a consumer waits in ``takeAll()`` now (for tests).
+    var hasWaitingConsumer: Bool { state.withLock { $0.waiter != nil } }
 }

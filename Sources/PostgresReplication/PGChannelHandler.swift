@@ -26,6 +26,8 @@ final class PGChannelHandler: ChannelDuplexHandler {
     private var readHeld = false
     private var pending: [BackendMessage] = []
     private var pendingBytes = 0
+    /// A pending message the consumer must not wait for (see ``InboundBuffer/append(contentsOf:bytes:wake:)``).
+    private var pendingWakes = false
     private var replication: ReplicationFeedback?
     private var statusTimer: RepeatedTask?
     private var failed = false
@@ -135,7 +137,9 @@ final class PGChannelHandler: ChannelDuplexHandler {
         do {
             while let message = try decoder.next(from: &buffer) {
                 if let replication, case .copyData(let payload) = message {
-                    observeReplicationFrame(payload, feedback: replication, context: context)
+                    if observeReplicationFrame(payload, feedback: replication, context: context) { pendingWakes = true }
+                } else {
+                    pendingWakes = true
                 }
                 pendingBytes += Self.size(of: message)
                 pending.append(message)
@@ -164,29 +168,42 @@ final class PGChannelHandler: ChannelDuplexHandler {
             receivedInRead = 0
         }
         guard !pending.isEmpty else { return }
-        inbound.append(contentsOf: pending, bytes: pendingBytes)
+        inbound.append(contentsOf: pending, bytes: pendingBytes, wake: pendingWakes)
         pending.removeAll(keepingCapacity: true)
         pendingBytes = 0
+        pendingWakes = false
     }
 
-    /// Keepalives are answered here, at once, whatever the consumer's backlog.
-    private func observeReplicationFrame(_ payload: ByteBuffer, feedback: ReplicationFeedback, context: ChannelHandlerContext) {
-        guard let tag = payload.getInteger(at: payload.readerIndex, as: UInt8.self) else { return }
+    /// Keepalives are answered here, at once, whatever the consumer's backlog. Returns whether
+    /// a consumer waiting for messages is to be woken for this one: not for a pgoutput message
+    /// inside a transaction (Begin, a change, Relation, Type, Origin, Stream Start), since
+    /// nothing can be confirmed before what ends it (Commit, Stream Stop, …) comes.
+    private func observeReplicationFrame(_ payload: ByteBuffer, feedback: ReplicationFeedback, context: ChannelHandlerContext) -> Bool {
+        guard let tag = payload.getInteger(at: payload.readerIndex, as: UInt8.self) else { return true }
         switch tag {
         case UInt8(ascii: "w"):
             // Recorded once per read (in flushPending), not per message.
             if let walStart = payload.getInteger(at: payload.readerIndex + 1, as: UInt64.self), walStart > receivedInRead {
                 receivedInRead = walStart
             }
+            // The pgoutput message follows the frame's 25-byte header (tag, three positions).
+            switch payload.getInteger(at: payload.readerIndex + 25, as: UInt8.self) {
+            case UInt8(ascii: "B"), UInt8(ascii: "I"), UInt8(ascii: "U"), UInt8(ascii: "D"), UInt8(ascii: "T"),
+                 UInt8(ascii: "R"), UInt8(ascii: "Y"), UInt8(ascii: "O"), UInt8(ascii: "S"):
+                return false
+            default:
+                return true
+            }
         case UInt8(ascii: "k"):
             guard payload.readableBytes >= 18,
                   let walEnd = payload.getInteger(at: payload.readerIndex + 1, as: UInt64.self),
                   let reply = payload.getInteger(at: payload.readerIndex + 17, as: UInt8.self)
-            else { return }
+            else { return true }
             feedback.received(LSN(walEnd))
             if reply != 0 { sendStatus(context: context, replyRequested: false) }
+            return true
         default:
-            return
+            return true
         }
     }
 
