@@ -177,7 +177,7 @@ struct ConsumeTally {
     }
 
     private mutating func measure(_ tuple: TupleData) {
-        for value in tuple.values { valueBytes += value.bytes?.readableBytes ?? 0 }
+        tuple.forEachColumn { _, bytes in valueBytes += bytes.count }
     }
 
     func summary(elapsed: Duration, confirmed: LSN) -> String {

@@ -425,13 +425,102 @@ public enum TupleValue: Sendable, Hashable {
 }
 
 /// The column values of one row, in the order of the Relation's columns.
-public struct TupleData: Sendable, Hashable, RandomAccessCollection, ExpressibleByArrayLiteral {
-    public var values: [TupleValue]
+///
+/// Kept as pgoutput sent them, in one buffer (one reference for the whole row, not one per
+/// column): per column a kind byte (`n`, `u`, `t`, `b`), then for `t` and `b` an Int32 length
+/// and that many bytes. The decoder checks every length before it makes one;
+/// ``forEachColumn(_:)`` reads the columns in place, ``values`` and the subscript as
+/// ``TupleValue``s.
+public struct TupleData: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral {
+    /// The columns' kind bytes, lengths and values, back to back.
+    public let bytes: ByteBuffer
+    /// How many columns `bytes` holds.
+    public let count: Int
 
-    public init(_ values: [TupleValue]) { self.values = values }
-    public init(arrayLiteral elements: TupleValue...) { self.values = elements }
+    /// What one column holds.
+    public enum Kind: Sendable, Hashable {
+        case null, unchangedToast, text, binary
+    }
 
-    public var startIndex: Int { values.startIndex }
-    public var endIndex: Int { values.endIndex }
-    public subscript(position: Int) -> TupleValue { values[position] }
+    /// `bytes` as ``PGOutputDecoder`` checked them: `count` columns, each length inside `bytes`.
+    init(checked bytes: ByteBuffer, count: Int) {
+        self.bytes = bytes
+        self.count = count
+    }
+
+    public init(_ values: [TupleValue]) {
+        var bytes = ByteBuffer()
+        for value in values {
+            switch value {
+            case .null: bytes.writeInteger(UInt8(ascii: "n"))
+            case .unchangedToast: bytes.writeInteger(UInt8(ascii: "u"))
+            case .text(var column), .binary(var column):
+                if case .text = value { bytes.writeInteger(UInt8(ascii: "t")) } else { bytes.writeInteger(UInt8(ascii: "b")) }
+                bytes.writeInteger(Int32(truncatingIfNeeded: column.readableBytes))
+                bytes.writeBuffer(&column)
+            }
+        }
+        self.init(checked: bytes, count: values.count)
+    }
+
+    public init(arrayLiteral elements: TupleValue...) { self.init(elements) }
+
+    /// Calls `body` with each column's kind and bytes (empty for `null` and `unchangedToast`),
+    /// read in place: no copy, no allocation.
+    public func forEachColumn(_ body: (Kind, UnsafeRawBufferPointer) throws -> Void) rethrows {
+        try bytes.withUnsafeReadableBytes { raw in
+            var at = 0
+            for _ in 0..<count {
+                guard at < raw.count else { return }
+                let kind = raw[at]
+                at += 1
+                switch kind {
+                case UInt8(ascii: "t"), UInt8(ascii: "b"):
+                    guard at + 4 <= raw.count else { return }
+                    let length = Int(Int32(bigEndian: raw.loadUnaligned(fromByteOffset: at, as: Int32.self)))
+                    at += 4
+                    guard length >= 0, length <= raw.count - at else { return }
+                    try body(kind == UInt8(ascii: "t") ? .text : .binary, UnsafeRawBufferPointer(rebasing: raw[at..<(at + length)]))
+                    at += length
+                case UInt8(ascii: "u"):
+                    try body(.unchangedToast, UnsafeRawBufferPointer(start: nil, count: 0))
+                default:
+                    try body(.null, UnsafeRawBufferPointer(start: nil, count: 0))
+                }
+            }
+        }
+    }
+
+    /// The columns as ``TupleValue``s (each `text` or `binary` one a slice of ``bytes``).
+    public var values: [TupleValue] { Array(self) }
+
+    /// Column `position` (found by walking the columns before it).
+    public subscript(position: Int) -> TupleValue {
+        var iterator = makeIterator()
+        for _ in 0..<position { _ = iterator.next() }
+        return iterator.next() ?? .null
+    }
+
+    public struct Iterator: IteratorProtocol {
+        var bytes: ByteBuffer
+        var left: Int
+
+        public mutating func next() -> TupleValue? {
+            guard left > 0, let kind = bytes.readInteger(as: UInt8.self) else { return nil }
+            left -= 1
+            switch kind {
+            case UInt8(ascii: "t"), UInt8(ascii: "b"):
+                guard let length = bytes.readInteger(as: Int32.self), length >= 0,
+                      let value = bytes.readSlice(length: Int(length)) else { return nil }
+                return kind == UInt8(ascii: "t") ? .text(value) : .binary(value)
+            case UInt8(ascii: "u"):
+                return .unchangedToast
+            default:
+                return .null
+            }
+        }
+    }
+
+    public func makeIterator() -> Iterator { Iterator(bytes: bytes, left: count) }
+    public var underestimatedCount: Int { count }
 }

@@ -192,17 +192,27 @@ struct PayloadReader {
         guard flags == 0 else { throw error(.invalidFlags, at: at, "\(field): \(flags), expected 0") }
     }
 
-    /// An Int32 length followed by that many bytes, as a slice of the payload.
-    mutating func readLengthPrefixedBytes(_ field: StaticString) throws(PGOutputDecodingError) -> ByteBuffer {
+    /// Passes over an Int32 length and that many bytes, checking that they are there.
+    mutating func skipLengthPrefixedBytes(_ field: StaticString) throws(PGOutputDecodingError) {
         let at = offset
         let length = try readInt32(field)
         guard length >= 0, Int(length) <= remaining else {
             throw error(.invalidLength, at: at, "\(field): length \(length), \(remaining) bytes left")
         }
-        // Cannot fail: the range lies inside the payload's readable bytes (checked above).
-        let slice = payload.getSlice(at: payload.readerIndex &+ offset, length: Int(length)) ?? ByteBuffer()
         offset &+= Int(length)
-        return slice
+    }
+
+    /// An Int32 length followed by that many bytes, as a slice of the payload.
+    mutating func readLengthPrefixedBytes(_ field: StaticString) throws(PGOutputDecodingError) -> ByteBuffer {
+        let start = offset &+ 4  // after the length
+        try skipLengthPrefixedBytes(field)
+        return slice(from: start)
+    }
+
+    /// The payload's bytes from `start` (an offset at or before the current one) to the current offset.
+    func slice(from start: Int) -> ByteBuffer {
+        // Cannot fail: the range lies inside the payload's readable bytes (checked as it was read).
+        payload.getSlice(at: payload.readerIndex &+ start, length: offset &- start) ?? ByteBuffer()
     }
 
     // MARK: Messages
@@ -481,24 +491,22 @@ struct PayloadReader {
         guard count >= 0, Int(count) <= remaining else {
             throw error(.invalidCount, at: at, "tuple column count \(count), \(remaining) bytes left")
         }
-        // One allocation, filled in place.
-        var values = [TupleValue](repeating: .null, count: Int(count))
-        for index in 0..<Int(count) {
+        // Every length checked here; the columns stay where they are (one slice for the row).
+        let start = offset
+        for _ in 0..<Int(count) {
             at = offset
             let kind = try readUInt8("tuple column kind")
             switch kind {
-            case UInt8(ascii: "n"):
+            case UInt8(ascii: "n"), UInt8(ascii: "u"):
                 break
-            case UInt8(ascii: "u"):
-                values[index] = .unchangedToast
             case UInt8(ascii: "t"):
-                values[index] = .text(try readLengthPrefixedBytes("text column value"))
+                try skipLengthPrefixedBytes("text column value")
             case UInt8(ascii: "b"):
-                values[index] = .binary(try readLengthPrefixedBytes("binary column value"))
+                try skipLengthPrefixedBytes("binary column value")
             default:
                 throw error(.invalidColumnKind, at: at, "tuple column kind \(kind), expected n, u, t or b")
             }
         }
-        return TupleData(values)
+        return TupleData(checked: slice(from: start), count: Int(count))
     }
 }

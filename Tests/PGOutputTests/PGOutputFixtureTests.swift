@@ -309,7 +309,7 @@ import Testing
         var rows: [(xid: UInt32?, value: String?)] = []
         while index < messages.count, case .insert(let insert) = messages[index] {
             #expect(insert.relationID == big.id)
-            rows.append((insert.streamXid, insert.newTuple.first?.string))
+            rows.append((insert.streamXid, insert.newTuple.values.first?.string))
             index += 1
         }
         #expect(rows.prefix(300).allSatisfy { $0.xid == t1 })
@@ -409,7 +409,7 @@ import Testing
                 case .relation(let r): #expect(r.id == big.id)
                 case .insert(let insert):
                     #expect(insert.streamXid == start.xid && insert.relationID == big.id)
-                    values.append(insert.newTuple.first?.string ?? "?")
+                    values.append(insert.newTuple.values.first?.string ?? "?")
                 default: Issue.record("unexpected \(messages[index].tag)")
                 }
                 index += 1

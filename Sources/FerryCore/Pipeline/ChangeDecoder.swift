@@ -106,22 +106,25 @@ public struct ChangeDecoder: Sendable {
     }
 
     private func row(_ tuple: TupleData, _ table: TableSchema) throws -> Row {
-        guard tuple.values.count == table.columns.count else {
+        guard tuple.count == table.columns.count else {
             throw FerryError(.protocolMismatch,
-                "a row of \(table.qualifiedName) has \(tuple.values.count) columns, its Relation message \(table.columns.count)",
+                "a row of \(table.qualifiedName) has \(tuple.count) columns, its Relation message \(table.columns.count)",
                 fix: "report this as a bug")
         }
         var row = Row()
-        row.reserveCapacity(tuple.values.count)
-        for (index, value) in tuple.values.enumerated() {
-            do {
-                // The column's fields read in place (a copy of the column retains its name).
-                row.append(try values.decode(value, typeOID: table.columns[index].typeOID, typeModifier: table.columns[index].typeModifier))
-            } catch {
-                let column = table.columns[index]
-                throw FerryError(.unsupportedValue,
-                    "column \(column.name) of \(table.qualifiedName) (type OID \(column.typeOID)) has a value Ferry cannot decode: \(error)",
-                    fix: "report this with the column's type; other columns and tables are unaffected")
+        row.reserveCapacity(tuple.count)
+        // The columns are read in place (no slice, no copy of a column, which retains its name).
+        try table.columns.withUnsafeBufferPointer { columns in
+            try tuple.forEachColumn { kind, bytes in
+                let index = row.count
+                do {
+                    row.append(try values.decode(kind, bytes, typeOID: columns[index].typeOID))
+                } catch {
+                    let column = columns[index]
+                    throw FerryError(.unsupportedValue,
+                        "column \(column.name) of \(table.qualifiedName) (type OID \(column.typeOID)) has a value Ferry cannot decode: \(error)",
+                        fix: "report this with the column's type; other columns and tables are unaffected")
+                }
             }
         }
         return row

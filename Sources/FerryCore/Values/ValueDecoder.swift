@@ -69,17 +69,24 @@ public struct ValueDecoder: Sendable {
         switch value {
         case .null: .null
         case .unchangedToast: .unchangedToast
-        case .text(let bytes) where keepsSourceText: try Self.sourceText(bytes, typeOID: typeOID)
-        case .text(let bytes): try decode(typeOID: typeOID, typeModifier: typeModifier, format: .text, bytes: bytes)
-        case .binary(let bytes): try decode(typeOID: typeOID, typeModifier: typeModifier, format: .binary, bytes: bytes)
+        case .text(let bytes): try bytes.withUnsafeReadableBytes { try decode(.text, $0, typeOID: typeOID) }
+        case .binary(let bytes): try bytes.withUnsafeReadableBytes { try decode(.binary, $0, typeOID: typeOID) }
         }
     }
 
-    private static func sourceText(_ bytes: ByteBuffer, typeOID: UInt32) throws -> Value {
-        guard let text = bytes.withUnsafeReadableBytes({ utf8String($0) }) else {
-            throw ValueDecodingError(.invalidEncoding, typeOID: typeOID, format: .text, bytes: bytes.readableBytesView)
+    /// Decodes one column of a pgoutput tuple read in place (``TupleData/forEachColumn(_:)``).
+    public func decode(_ kind: TupleData.Kind, _ bytes: UnsafeRawBufferPointer, typeOID: UInt32) throws -> Value {
+        switch kind {
+        case .null: return .null
+        case .unchangedToast: return .unchangedToast
+        case .text where keepsSourceText:
+            guard let text = utf8String(bytes) else {
+                throw ValueDecodingError(.invalidEncoding, typeOID: typeOID, format: .text, bytes: bytes)
+            }
+            return .unknown(typeOID: typeOID, text: text)
+        case .text: return try decodeText(typeOID, bytes, depth: 0)
+        case .binary: return try decodeBinary(typeOID, bytes, depth: 0)
         }
-        return .unknown(typeOID: typeOID, text: text)
     }
 
     /// Decodes a value in text form, e.g. a simple-query result column; nil is NULL.
