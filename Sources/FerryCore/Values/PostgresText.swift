@@ -34,7 +34,11 @@ extension Value {
         case .text(let string), .numeric(let string), .json(let string), .jsonb(let string),
              .inet(let string), .cidr(let string), .macaddr(let string), .macaddr8(let string),
              .bitString(let string), .tsvector(let string), .unknown(_, let string):
-            out.append(contentsOf: string.utf8)
+            // From the string's storage in place: appending the UTF8View itself copies the
+            // string (a retain and release per value, the hot path of every COPY).
+            if string.utf8.withContiguousStorageIfAvailable({ out.append(contentsOf: $0) }) == nil {
+                out.append(contentsOf: string.utf8)
+            }
         case .bool(let value): out.append(value ? UInt8(ascii: "t") : UInt8(ascii: "f"))
         case .int16(let value): out.appendDecimal(Int64(value))
         case .int32(let value): out.appendDecimal(Int64(value))
