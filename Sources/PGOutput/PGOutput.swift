@@ -494,8 +494,9 @@ public struct TupleData: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral
     /// The columns as ``TupleValue``s (each `text` or `binary` one a slice of ``bytes``).
     public var values: [TupleValue] { Array(self) }
 
-    /// Column `position` (found by walking the columns before it).
+    /// Column `position`, `0..<count` (found by walking the columns before it).
     public subscript(position: Int) -> TupleValue {
+        precondition(position >= 0 && position < count, "column \(position) of a tuple of \(count)")
         var iterator = makeIterator()
         for _ in 0..<position { _ = iterator.next() }
         return iterator.next() ?? .null

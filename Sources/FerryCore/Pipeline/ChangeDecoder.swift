@@ -127,6 +127,10 @@ public struct ChangeDecoder: Sendable {
                 }
             }
         }
+        guard row.count == table.columns.count else {
+            throw FerryError(.protocolMismatch, "a row of \(table.qualifiedName) ended after \(row.count) of its \(table.columns.count) columns",
+                             fix: "report this as a bug")
+        }
         return row
     }
 }
