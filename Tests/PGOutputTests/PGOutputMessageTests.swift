@@ -88,6 +88,12 @@ import Testing
         #expect(insert.newTuple[2].string == "abc")
         #expect(insert.newTuple[3].bytes?.bytes == [0, 0xFF])
         #expect(insert.newTuple[0].bytes == nil && insert.newTuple[1].string == nil)
+        // Read in place, as the pipeline reads it: each column's kind and bytes, in order.
+        var columns: [(kind: TupleData.Kind, bytes: [UInt8])] = []
+        insert.newTuple.forEachColumn { kind, bytes in columns.append((kind, Array(bytes))) }
+        #expect(columns.map(\.kind) == [.null, .unchangedToast, .text, .binary, .text])
+        #expect(columns.map(\.bytes) == [[], [], Array("abc".utf8), [0, 0xFF], []])
+        #expect(insert.newTuple.count == 5 && insert.newTuple.values.count == 5)
 
         let streamed = bytes(.tag("I"), .u32(3), .u32(42), .tag("N"), .i16(0))
         #expect(try decode(streamed, streamXid: 2) == .insert(.init(streamXid: 3, relationID: 42, newTuple: [])))
