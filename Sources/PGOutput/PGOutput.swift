@@ -471,23 +471,29 @@ public struct TupleData: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral
         try bytes.withUnsafeReadableBytes { raw in
             var at = 0
             for _ in 0..<count {
-                guard at < raw.count else { return }
-                let kind = raw[at]
-                at += 1
-                switch kind {
-                case UInt8(ascii: "t"), UInt8(ascii: "b"):
-                    guard at + 4 <= raw.count else { return }
-                    let length = Int(Int32(bigEndian: raw.loadUnaligned(fromByteOffset: at, as: Int32.self)))
-                    at += 4
-                    guard length >= 0, length <= raw.count - at else { return }
-                    try body(kind == UInt8(ascii: "t") ? .text : .binary, UnsafeRawBufferPointer(rebasing: raw[at..<(at + length)]))
-                    at += length
-                case UInt8(ascii: "u"):
-                    try body(.unchangedToast, UnsafeRawBufferPointer(start: nil, count: 0))
-                default:
-                    try body(.null, UnsafeRawBufferPointer(start: nil, count: 0))
-                }
+                guard let column = Self.column(at: at, in: raw) else { return }
+                try body(column.kind, UnsafeRawBufferPointer(rebasing: raw[column.value]))
+                at = column.next
             }
+        }
+    }
+
+    /// The column that starts at `offset` of `raw`: its kind, where its value's bytes are and
+    /// where the next column starts; nil past the end or where the bytes are cut short.
+    private static func column(at offset: Int, in raw: UnsafeRawBufferPointer) -> (kind: Kind, value: Range<Int>, next: Int)? {
+        guard offset < raw.count else { return nil }
+        let kind = raw[offset]
+        switch kind {
+        case UInt8(ascii: "t"), UInt8(ascii: "b"):
+            let start = offset + 5  // after the kind and the Int32 length
+            guard start <= raw.count else { return nil }
+            let length = Int(Int32(bigEndian: raw.loadUnaligned(fromByteOffset: offset + 1, as: Int32.self)))
+            guard length >= 0, length <= raw.count - start else { return nil }
+            return (kind == UInt8(ascii: "t") ? .text : .binary, start..<(start + length), start + length)
+        case UInt8(ascii: "u"):
+            return (.unchangedToast, (offset + 1)..<(offset + 1), offset + 1)
+        default:
+            return (.null, (offset + 1)..<(offset + 1), offset + 1)
         }
     }
 
@@ -503,21 +509,20 @@ public struct TupleData: Sendable, Hashable, Sequence, ExpressibleByArrayLiteral
     }
 
     public struct Iterator: IteratorProtocol {
-        var bytes: ByteBuffer
+        let bytes: ByteBuffer
+        var offset = 0
         var left: Int
 
         public mutating func next() -> TupleValue? {
-            guard left > 0, let kind = bytes.readInteger(as: UInt8.self) else { return nil }
+            guard left > 0, let column = bytes.withUnsafeReadableBytes({ TupleData.column(at: offset, in: $0) }) else { return nil }
             left -= 1
-            switch kind {
-            case UInt8(ascii: "t"), UInt8(ascii: "b"):
-                guard let length = bytes.readInteger(as: Int32.self), length >= 0,
-                      let value = bytes.readSlice(length: Int(length)) else { return nil }
-                return kind == UInt8(ascii: "t") ? .text(value) : .binary(value)
-            case UInt8(ascii: "u"):
-                return .unchangedToast
-            default:
-                return .null
+            offset = column.next
+            switch column.kind {
+            case .null: return .null
+            case .unchangedToast: return .unchangedToast
+            case .text, .binary:
+                let value = bytes.getSlice(at: bytes.readerIndex + column.value.lowerBound, length: column.value.count) ?? ByteBuffer()
+                return column.kind == .text ? .text(value) : .binary(value)
             }
         }
     }
