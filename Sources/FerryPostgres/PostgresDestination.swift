@@ -230,8 +230,7 @@ public actor PostgresDestination: Destination {
                 // An insert (most of a large transaction) without an async call of its own: each
                 // one checks the actor's executor, a few percent of the CPU of a large transaction.
                 if !skipping, case .change(.insert(let table, let row), _) = events[index] {
-                    beginTarget()
-                    if addRow(.upsert, schema: table, row: row, origin: .insert) { try await applyRun() }
+                    if addInsert(table, row) { try await applyRun() }
                 } else {
                     try await apply(events, at: index)
                 }
@@ -572,7 +571,7 @@ public actor PostgresDestination: Destination {
     private func apply(_ change: Change) async throws {
         switch change {
         case .insert(let table, let row):
-            try await add(.upsert, schema: table, row: row, origin: .insert)
+            if addInsert(table, row) { try await applyRun() }
         case .update(let table, let old, _, let row):
             let target = try await target(for: table)
             if row.contains(where: { if case .unchangedToast = $0 { true } else { false } }) {
@@ -641,6 +640,13 @@ public actor PostgresDestination: Destination {
         var schema: TableSchema
         var rows: [Row] = []
         var origins: [Origin] = []
+    }
+
+    /// How an insert is applied, synchronously (``write(_:)`` takes most inserts here directly):
+    /// into its table's run, in the open target transaction. Returns whether ``applyRun()`` is due.
+    private func addInsert(_ table: TableSchema, _ row: Row) -> Bool {
+        beginTarget()
+        return addRow(.upsert, schema: table, row: row, origin: .insert)
     }
 
     private func add(_ kind: RunKind, schema: TableSchema, row: Row, origin: Origin) async throws {
