@@ -187,7 +187,7 @@ enum DemoShop {
     /// once everything before it is durable.
     static func emitHeartbeat(_ source: ConnectionConfiguration) async throws -> LSN {
         let rows = try await withConnection(source) {
-            try await $0.query("SELECT pg_logical_emit_message(false, '\(Pipeline.heartbeatPrefix)', '')")
+            try await $0.query(Pipeline.heartbeatStatement)
         }
         guard let text = rows.first?.first ?? nil, let lsn = LSN(text) else {
             throw FerryError(.source, "could not emit a heartbeat on the source")

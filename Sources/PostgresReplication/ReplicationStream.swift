@@ -100,9 +100,6 @@ public final class ReplicationStream: AsyncSequence {
         try await next(onIdle: nil)
     }
 
-    /// The next message; before waiting for the network with nothing buffered, and after at
-    /// least one message was returned since the last call, runs `onIdle` — the moment for a
-    /// consumer to flush what it batched (a commit followed only by keepalives, then silence).
     /// The next message among those already received, without waiting: nil once they are used
     /// up, or when the next one needs ``next(onIdle:)`` (the end of the stream, a server error,
     /// a stop request). A consumer working through a backlog calls this first, and `next` only
@@ -116,6 +113,9 @@ public final class ReplicationStream: AsyncSequence {
         return nil
     }
 
+    /// The next message; before waiting for the network with nothing buffered, and after at
+    /// least one message was returned since the last call, runs `onIdle` — the moment for a
+    /// consumer to flush what it batched (a commit followed only by keepalives, then silence).
     public func next(onIdle: (() async throws -> Void)?) async throws -> WALMessage? {
         while !finished && !reachedEnd && !stopper.isRequested {
             if batch.isEmpty {

@@ -364,7 +364,7 @@ public final class Pipeline: Sendable {
                 var next = try stream.nextReceived()
                 if next == nil { next = try await stream.next(onIdle: onIdle) }
                 guard let message = next else { break }
-                if case .message(let logical) = message.message, logical.prefix == SlotWatch.heartbeatPrefix {
+                if case .message(let logical) = message.message, logical.prefix == Self.heartbeatPrefix {
                     // Our own heartbeat: it only moves the position.
                     if let end = message.message.unitEndLSN, !logical.isTransactional {
                         pending.heartbeat = (end, pending.lastUnitEnd)
@@ -455,6 +455,8 @@ public final class Pipeline: Sendable {
     /// pipeline (``PipelineConfiguration/heartbeatInterval``), or by anyone who wants to know
     /// when the pipeline has caught up with a position.
     public static let heartbeatPrefix = "ferry_heartbeat"
+    /// Emits the heartbeat on the source; its one column is the message's position.
+    public static let heartbeatStatement = "SELECT pg_logical_emit_message(false, '\(heartbeatPrefix)', '')"
 
     static let positionSaveInterval = Duration.seconds(1)
 

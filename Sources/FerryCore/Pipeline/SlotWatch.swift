@@ -7,9 +7,6 @@ import Synchronization
 /// ``PipelineConfiguration/slotCheckInterval`` and stops the stream at once, with the reason,
 /// when the slot is gone or invalidated; and, when configured, emits the heartbeat.
 final class SlotWatch: Sendable {
-    /// The prefix of the heartbeat's logical message; the pipeline never delivers these.
-    static let heartbeatPrefix = Pipeline.heartbeatPrefix
-
     let configuration: PipelineConfiguration
     let slot: String
     let logger: Logger
@@ -49,7 +46,7 @@ final class SlotWatch: Sendable {
                 }
                 if let due = nextHeartbeat, clock.now >= due, let interval = configuration.heartbeatInterval {
                     nextHeartbeat = clock.now + interval
-                    _ = try await open.query("SELECT pg_logical_emit_message(false, '\(Self.heartbeatPrefix)', '')")
+                    _ = try await open.query(Pipeline.heartbeatStatement)
                 }
             } catch {
                 // The stream notices a source outage itself; the watch only tries again later.
